@@ -52,7 +52,7 @@ def local_metric_crs(bbox_wgs84: BBox) -> CRS:
         return CRS.from_epsg(32661)
     if lat < -80:
         return CRS.from_epsg(32761)
-    zone = min(int(math.floor((lon + 180) / 6)) + 1, 60)
+    zone = min(math.floor((lon + 180) / 6) + 1, 60)
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 

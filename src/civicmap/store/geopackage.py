@@ -1,0 +1,308 @@
+"""The embedded default store: one GeoPackage file per workspace, SQLite in WAL mode.
+
+Vector layers and tables are ordinary GeoPackage layers (any GIS opens the file);
+rasters are Cloud Optimized GeoTIFFs in a ``rasters/`` folder beside it. The catalogue
+(``civicmap_layers``) is an attributes table registered in ``gpkg_contents``, so the
+file stays a valid GeoPackage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import rasterio
+from pyproj import CRS
+from rasterio.warp import transform_bounds
+
+from civicmap.errors import InputError, NotFoundError, StoreError
+from civicmap.store.base import LayerInfo, LayerKind
+from civicmap.types import BBox, Provenance
+
+__all__ = ["GeoPackageStore"]
+
+log = logging.getLogger(__name__)
+
+_CATALOG = "civicmap_layers"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {_CATALOG} (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL, feature_count INTEGER NOT NULL,
+    crs TEXT, bounds TEXT, bounds_wgs84 TEXT, geometry_type TEXT,
+    version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+    provenance TEXT, problems TEXT, path TEXT, meta TEXT
+)"""
+_INDEX_COLUMN = "civicmap_index"
+
+
+class GeoPackageStore:
+    """A workspace store in one GeoPackage file (created on first write).
+
+    Layers keep the CRS they are written in; the workspace writes its metric CRS.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = str(self.path)
+        self.raster_dir = self.path.parent / "rasters"
+
+    def __repr__(self) -> str:
+        return f"GeoPackageStore({str(self.path)!r})"
+
+    def __enter__(self) -> GeoPackageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing is held open between calls; kept for the Store interface."""
+
+    # -- writing ----------------------------------------------------------------------
+    def write_layer(
+        self,
+        name: str,
+        gdf: gpd.GeoDataFrame,
+        *,
+        provenance: Provenance | None = None,
+        problems: tuple[str, ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> LayerInfo:
+        """Write (replace) vector layer ``name``; the frame must have a CRS."""
+        _check_name(name)
+        if gdf.crs is None:
+            raise InputError(f"layer {name!r} has no CRS; set one before storing it")
+        frame, index_meta = _storable(gdf)
+        self._prepare()
+        pyogrio.write_dataframe(frame, self.path, layer=name, driver="GPKG")
+        crs = CRS.from_user_input(gdf.crs)
+        bounds = _bounds(gdf) if len(gdf) else None
+        bounds84 = _bounds(gdf.to_crs(4326)) if bounds else None
+        types = gdf.geom_type.dropna().unique()
+        info = dict(
+            kind="vector",
+            feature_count=len(gdf),
+            crs=crs.to_string(),
+            bounds=bounds,
+            bounds_wgs84=bounds84,
+            geometry_type=types[0] if len(types) == 1 else ("Geometry" if len(types) else None),
+            meta={**(meta or {}), **index_meta},
+        )
+        return self._record(name, info, provenance, problems)
+
+    def write_table(self, name: str, df: pd.DataFrame, *, provenance: Provenance | None = None) -> LayerInfo:
+        """Write (replace) a table without geometry (e.g. survey row errors)."""
+        _check_name(name)
+        frame, index_meta = _storable(pd.DataFrame(df))
+        self._prepare()
+        pyogrio.write_dataframe(frame, self.path, layer=name, driver="GPKG")
+        info = dict(kind="table", feature_count=len(df), meta=index_meta)
+        return self._record(name, info, provenance, ())
+
+    def raster_path(self, name: str) -> Path:
+        """Where the COG of raster ``name`` belongs: ``rasters/<name>.tif`` beside the file."""
+        _check_name(name)
+        self.raster_dir.mkdir(parents=True, exist_ok=True)
+        return self.raster_dir / f"{name}.tif"
+
+    def register_raster(
+        self,
+        name: str,
+        *,
+        provenance: Provenance | None = None,
+        problems: tuple[str, ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> LayerInfo:
+        """Record the COG already written at :meth:`raster_path` in the catalogue."""
+        path = self.raster_path(name)
+        if not path.is_file():
+            raise NotFoundError(f"raster {name!r}: no file at {path}; write it before registering")
+        with rasterio.open(path) as src:
+            bounds = BBox(*src.bounds)
+            crs = CRS.from_user_input(src.crs) if src.crs else None
+            bounds84 = BBox(*transform_bounds(src.crs, "EPSG:4326", *src.bounds)) if src.crs else None
+            size = {"width": src.width, "height": src.height, "count": src.count, "dtype": src.dtypes[0]}
+        info = dict(
+            kind="raster",
+            feature_count=size["width"] * size["height"],
+            crs=crs.to_string() if crs else None,
+            bounds=bounds,
+            bounds_wgs84=bounds84,
+            path=str(path),
+            meta={**(meta or {}), **size},
+        )
+        self._prepare()
+        return self._record(name, info, provenance, problems)
+
+    # -- reading ----------------------------------------------------------------------
+    def read_layer(self, name: str, *, bbox: BBox | None = None, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+        """Read vector layer ``name`` (``bbox`` in the layer's CRS) with its index restored."""
+        info = self.layer_info(name)
+        if info.kind != "vector":
+            raise InputError(f"layer {name!r} is a {info.kind}, not a vector layer")
+        read_columns = (
+            None if columns is None else [*columns, *([info.meta["index"]] if info.meta.get("index") else [])]
+        )
+        gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=tuple(bbox) if bbox else None, columns=read_columns)
+        return _restore_index(gdf, info)
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """Read table ``name``."""
+        info = self.layer_info(name)
+        if info.kind != "table":
+            raise InputError(f"layer {name!r} is a {info.kind}, not a table")
+        return _restore_index(pd.DataFrame(pyogrio.read_dataframe(self.path, layer=name, read_geometry=False)), info)
+
+    def layers(self) -> list[LayerInfo]:
+        """Every catalogued layer, sorted by name (empty if the file does not exist yet)."""
+        if not self.path.exists():
+            return []
+        with closing(self._connect()) as con:
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_CATALOG,)).fetchone():
+                return []
+            rows = con.execute(f"SELECT * FROM {_CATALOG} ORDER BY name").fetchall()
+        return [_info_from_row(r) for r in rows]
+
+    def layer_info(self, name: str) -> LayerInfo:
+        """One catalogue entry, or :class:`NotFoundError` listing the layers there are."""
+        for info in self.layers():
+            if info.name == name:
+                return info
+        names = [i.name for i in self.layers()]
+        raise NotFoundError(f"no layer {name!r} in {self.path}; layers: {', '.join(names) or 'none (build first)'}")
+
+    # -- internals --------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA busy_timeout = 30000")
+            con.execute("PRAGMA synchronous = FULL")
+            return con
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open GeoPackage {self.path}: {exc}") from exc
+
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # an empty attributes table makes GDAL lay down the GeoPackage header and system tables
+            pyogrio.write_dataframe(pd.DataFrame({"name": pd.Series([], dtype="str")}), self.path, layer=_CATALOG)
+            with closing(self._connect()) as con:
+                con.execute(f"DROP TABLE {_CATALOG}")
+                con.execute(_SCHEMA)
+                con.execute("PRAGMA journal_mode = WAL")
+
+    def _record(
+        self, name: str, info: dict[str, Any], provenance: Provenance | None, problems: tuple[str, ...]
+    ) -> LayerInfo:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute(f"SELECT version FROM {_CATALOG} WHERE name = ?", (name,)).fetchone()
+            version = (row["version"] if row else 0) + 1
+            values = {
+                "name": name,
+                "kind": info["kind"],
+                "feature_count": int(info["feature_count"]),
+                "crs": info.get("crs"),
+                "bounds": json.dumps(info.get("bounds")),
+                "bounds_wgs84": json.dumps(info.get("bounds_wgs84")),
+                "geometry_type": info.get("geometry_type"),
+                "version": version,
+                "updated_at": now,
+                "provenance": json.dumps(provenance.to_dict() if provenance else {}, default=str),
+                "problems": json.dumps(list(problems)),
+                "path": info.get("path"),
+                "meta": json.dumps(info.get("meta") or {}, default=str),
+            }
+            cols = ", ".join(values)
+            con.execute(
+                f"INSERT OR REPLACE INTO {_CATALOG} ({cols}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            con.execute(
+                "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, last_change) "
+                "VALUES (?, 'attributes', ?, ?)",
+                (_CATALOG, _CATALOG, now.replace("+00:00", "Z")),
+            )
+            con.execute("COMMIT")
+        log.debug("stored %s %s v%d", info["kind"], name, version)
+        return self.layer_info(name)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name) or name == _CATALOG:
+        raise InputError(
+            f"layer name {name!r} must be lower-case letters, digits and _ (at most 63), starting with a letter"
+        )
+
+
+def _bounds(gdf: gpd.GeoDataFrame) -> BBox | None:
+    b = gdf.geometry.total_bounds
+    return BBox(*map(float, b)) if np.isfinite(b).all() else None
+
+
+def _storable(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Copy with the index as a column and list/dict values as JSON text (GeoPackage has no arrays)."""
+    out = df.copy()
+    index: dict[str, Any] = {"index": None}
+    if not isinstance(out.index, pd.RangeIndex):
+        name = str(out.index.name) if out.index.name is not None else _INDEX_COLUMN
+        index = {"index": name, "index_is_column": name in out.columns}
+        out = out.reset_index(drop=True) if name in out.columns else out.rename_axis(name).reset_index()
+    geometry = out.geometry.name if isinstance(out, gpd.GeoDataFrame) else None
+    for col in out.columns:
+        if col == geometry or out[col].dtype != object:
+            continue
+        nested = out[col].map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
+        if nested.any():
+            out[col] = out[col].map(
+                lambda v: (
+                    json.dumps(list(v) if isinstance(v, set | tuple | np.ndarray) else v, default=str)
+                    if isinstance(v, list | tuple | dict | set | np.ndarray)
+                    else v
+                )
+            )
+    return out, index
+
+
+def _restore_index(df: pd.DataFrame, info: LayerInfo) -> Any:
+    index = info.meta.get("index")
+    if index and index in df.columns:
+        df = df.set_index(index, drop=not info.meta.get("index_is_column", False))
+        if index == _INDEX_COLUMN:
+            df.index.name = None
+    return df
+
+
+def _info_from_row(row: sqlite3.Row) -> LayerInfo:
+    def bbox(text: str | None) -> BBox | None:
+        value = json.loads(text) if text else None
+        return BBox(*value) if value else None
+
+    kind: LayerKind = row["kind"]
+    return LayerInfo(
+        name=row["name"],
+        kind=kind,
+        feature_count=row["feature_count"],
+        crs=row["crs"],
+        bounds=bbox(row["bounds"]),
+        bounds_wgs84=bbox(row["bounds_wgs84"]),
+        geometry_type=row["geometry_type"],
+        version=row["version"],
+        updated_at=row["updated_at"],
+        provenance=json.loads(row["provenance"] or "{}"),
+        problems=tuple(json.loads(row["problems"] or "[]")),
+        path=Path(row["path"]) if row["path"] else None,
+        meta=json.loads(row["meta"] or "{}"),
+    )

@@ -1,0 +1,258 @@
+"""The Workspace: an area, its metric CRS, its sources and its store. Orchestration only.
+
+>>> import civicmap as cm
+>>> ws = cm.open_workspace("sample_data/demo")     # doctest: +SKIP
+>>> report = ws.build()                            # doctest: +SKIP
+>>> print(report)                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from pyproj import CRS
+from tqdm.auto import tqdm
+
+from civicmap.config import ProjectConfig, RasterSourceConfig, SurveySourceConfig, read_project_config
+from civicmap.crs import WGS84, local_metric_crs, parse_crs, require_crs, to_crs
+from civicmap.errors import CivicmapError, InputError
+from civicmap.sources.osm import read_osm
+from civicmap.sources.raster import reproject_raster, validate_raster, write_cog
+from civicmap.sources.survey import read_form, read_submissions
+from civicmap.sources.transit import read_gps_traces
+from civicmap.store import LayerInfo, Store, open_store
+from civicmap.types import BBox, Provenance
+
+__all__ = ["BuildReport", "BuildRow", "Workspace", "open_workspace"]
+
+log = logging.getLogger(__name__)
+
+#: OSMData attributes stored as layers, under these names.
+OSM_LAYERS = ("buildings", "roads", "amenities", "waterways", "landuse", "transit_stops", "transit_routes")
+#: How each kind of raster is resampled when reprojected (classes and counts must not be blended).
+RESAMPLING = {"dem": "bilinear", "imagery": "bilinear", "hazard": "nearest", "population": "sum", "other": "nearest"}
+#: Margin around the area kept when clipping rasters, metres (edge effects of later analysis).
+RASTER_MARGIN_M = 100.0
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    """One line of a build summary: a layer written, or a source that failed."""
+
+    layer: str
+    kind: str
+    count: int
+    crs: str | None
+    extent: BBox | None
+    """Lon/lat bounds (EPSG:4326)."""
+    problems: int
+    notes: str = ""
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What :meth:`Workspace.build` did: one row per layer, and how long it took (s)."""
+
+    rows: tuple[BuildRow, ...]
+    seconds: float
+
+    @property
+    def failed(self) -> list[BuildRow]:
+        """Rows of sources that could not be built."""
+        return [r for r in self.rows if r.failed]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The summary as a table (extent as four lon/lat columns)."""
+        return pd.DataFrame(
+            [
+                {
+                    "layer": r.layer,
+                    "kind": r.kind,
+                    "count": r.count,
+                    "crs": r.crs,
+                    "extent": ", ".join(f"{v:.5f}" for v in r.extent) if r.extent else "",
+                    "problems": r.problems,
+                    "notes": r.notes,
+                }
+                for r in self.rows
+            ]
+        )
+
+    def __str__(self) -> str:
+        frame = self.to_frame()
+        return frame.to_string(index=False) + f"\n{len(self.rows)} layers in {self.seconds:.1f} s"
+
+
+class Workspace:
+    """One project: area of interest, metric CRS, sources and store.
+
+    ``crs`` is the analysis CRS (metric): the project's ``crs`` if set, else the UTM
+    zone of the area. ``area`` is the area of interest in EPSG:4326 and ``bbox`` its
+    lon/lat bounds.
+    """
+
+    def __init__(self, config: ProjectConfig, *, crs: CRS | str | None = None, store: Store | None = None) -> None:
+        self.config = config
+        self.area = _read_area(config)
+        self.bbox = BBox(*map(float, self.area.bounds))
+        chosen = crs or config.crs
+        self.crs: CRS = parse_crs(chosen) if chosen else local_metric_crs(self.bbox)
+        if not self.crs.is_projected:
+            raise InputError(f"workspace CRS {self.crs.to_string()} is not projected; analysis needs metres")
+        self.store: Store = store or open_store(config.store_url)
+
+    def __repr__(self) -> str:
+        return f"Workspace({self.config.name!r}, crs={self.crs.to_string()}, store={self.store.url!r})"
+
+    @property
+    def name(self) -> str:
+        """The project's name."""
+        return self.config.name
+
+    @property
+    def root(self) -> Path:
+        """The project folder."""
+        return self.config.root
+
+    def layers(self) -> list[LayerInfo]:
+        """Catalogue of the layers built so far."""
+        return self.store.layers()
+
+    def read_layer(self, name: str, *, bbox: BBox | None = None, crs: CRS | str | None = None) -> gpd.GeoDataFrame:
+        """A stored vector layer, in the workspace CRS unless ``crs`` says otherwise."""
+        gdf = self.store.read_layer(name, bbox=bbox)
+        return to_crs(gdf, crs, name=name) if crs is not None else gdf
+
+    def build(self, *, progress: bool = True) -> BuildReport:
+        """Read every source into the workspace CRS and write the layers to the store.
+
+        A source that fails is reported (``BuildReport.failed``) and the others are still
+        built. Returns the summary.
+        """
+        started = time.perf_counter()
+        steps: list[tuple[str, Callable[[], list[BuildRow]]]] = []
+        if self.config.osm:
+            steps.append(("osm", self._build_osm))
+        steps += [(f"rasters[{r.name}]", lambda r=r: self._build_raster(r)) for r in self.config.rasters]
+        steps += [(f"surveys[{s.name}]", lambda s=s: self._build_survey(s)) for s in self.config.surveys]
+        steps += [(f"traces[{t.name}]", lambda t=t: self._build_traces(t)) for t in self.config.traces]
+        rows: list[BuildRow] = []
+        with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
+            for label, step in bar:
+                bar.set_postfix_str(label)
+                try:
+                    rows += step()
+                except CivicmapError as exc:
+                    log.error("source %s failed: %s", label, exc)
+                    rows.append(BuildRow(label, "source", 0, None, None, 1, str(exc), failed=True))
+        return BuildReport(rows=tuple(rows), seconds=time.perf_counter() - started)
+
+    # -- one source each --------------------------------------------------------------
+    def _build_osm(self) -> list[BuildRow]:
+        assert self.config.osm is not None
+        osm = read_osm(self.config.osm.path, area=self.area)
+        provenance = Provenance(str(self.config.osm.path), self.config.osm.licence, details=osm.report.to_dict())
+        rows = []
+        for name in OSM_LAYERS:
+            frame = getattr(osm, name)
+            rows.append(self._store_vector(name, frame, provenance, problems=osm.report.problems_for(name)))
+        for network in ("walk", "drive"):
+            nodes, edges = osm.street_frames(network)
+            rows.append(self._store_vector(f"streets_{network}_nodes", nodes, provenance))
+            rows.append(self._store_vector(f"streets_{network}_edges", edges, provenance))
+        return rows
+
+    def _build_raster(self, source: RasterSourceConfig) -> list[BuildRow]:
+        validate_raster(source.path, crs=source.crs)
+        w, s, e, n = to_crs(gpd.GeoDataFrame(geometry=[self.area], crs=WGS84), self.crs).total_bounds
+        m = RASTER_MARGIN_M
+        bounds = BBox(float(w) - m, float(s) - m, float(e) + m, float(n) + m)
+        with tempfile.TemporaryDirectory(dir=self.store.raster_path(source.name).parent) as tmp:
+            warped = Path(tmp) / f"{source.name}.tif"
+            reproject_raster(
+                source.path,
+                warped,
+                dst_crs=self.crs,
+                bounds=bounds,
+                resampling=RESAMPLING[source.kind],
+                src_crs=source.crs,
+            )
+            write_cog(warped, self.store.raster_path(source.name), resampling=RESAMPLING[source.kind])
+        info = self.store.register_raster(
+            source.name, provenance=Provenance(str(source.path), source.licence), meta={"raster_kind": source.kind}
+        )
+        return [_row(info, notes=f"{source.kind} raster, COG")]
+
+    def _build_survey(self, source: SurveySourceConfig) -> list[BuildRow]:
+        form = read_form(source.form)
+        subs = read_submissions(list(source.submissions), form, area=self.bbox)
+        provenance = Provenance(
+            str(source.form),
+            source.licence,
+            details={"submissions": [str(p) for p in source.submissions], "duplicates": subs.duplicates},
+        )
+        meta = {"form_id": form.form_id, "form_version": form.version, "private_fields": list(form.private_fields)}
+        problems = tuple(str(e) for e in subs.errors)
+        row = self._store_vector(f"survey_{source.name}", subs.frame, provenance, problems=problems, meta=meta)
+        errors = pd.DataFrame([vars(e) for e in subs.errors], columns=["row", "field", "value", "problem"]).astype(str)
+        self.store.write_table(f"survey_{source.name}_errors", errors, provenance=provenance)
+        note = f"{len(subs.errors)} bad rows reported, {subs.duplicates} duplicates stored once"
+        return [BuildRow(row.layer, row.kind, row.count, row.crs, row.extent, row.problems, note)]
+
+    def _build_traces(self, source) -> list[BuildRow]:  # type: ignore[no-untyped-def]
+        traces = read_gps_traces(source.path, area=self.bbox, licence=source.licence)
+        row = self._store_vector(f"traces_{source.name}", traces.points, traces.provenance, problems=traces.problems)
+        return [
+            BuildRow(
+                row.layer, row.kind, row.count, row.crs, row.extent, row.problems, f"{len(traces.trace_ids)} traces"
+            )
+        ]
+
+    def _store_vector(
+        self,
+        name: str,
+        frame: gpd.GeoDataFrame,
+        provenance: Provenance,
+        *,
+        problems: tuple[str, ...] = (),
+        meta: dict | None = None,  # type: ignore[type-arg]
+    ) -> BuildRow:
+        require_crs(frame, name=name)
+        info = self.store.write_layer(
+            name, to_crs(frame, self.crs, name=name), provenance=provenance, problems=problems, meta=meta
+        )
+        return _row(info)
+
+
+def open_workspace(path: str | Path, *, crs: CRS | str | None = None) -> Workspace:
+    """Open the project in folder ``path`` (which holds a ``civicmap.toml``)."""
+    return Workspace(read_project_config(path), crs=crs)
+
+
+def _row(info: LayerInfo, notes: str = "") -> BuildRow:
+    return BuildRow(info.name, info.kind, info.feature_count, info.crs, info.bounds_wgs84, len(info.problems), notes)
+
+
+def _read_area(config: ProjectConfig) -> shapely.Geometry:
+    """The area of interest as one (Multi)Polygon in EPSG:4326."""
+    if config.area.bbox is not None:
+        return shapely.box(*config.area.bbox)
+    assert config.area.file is not None
+    try:
+        gdf = gpd.read_file(config.area.file)
+    except Exception as exc:  # pyogrio raises DataSourceError and others for unreadable files
+        raise InputError(f"area.file {config.area.file}: cannot be read as a vector file ({exc})") from exc
+    require_crs(gdf, name=f"area.file {config.area.file.name}")
+    polygons = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if polygons.empty:
+        raise InputError(f"area.file {config.area.file}: holds no polygon; the area of interest must be a polygon")
+    return shapely.make_valid(to_crs(polygons, WGS84, name="area").union_all())
