@@ -80,7 +80,10 @@ class RowError:
     field: str | None
     value: Any
     problem: str
+    instance_id: str | None = None
+    """The submission's instanceID, when the row has one (how moderators find it)."""
 
     def __str__(self) -> str:
-        where = f"row {self.row}" + (f", field {self.field!r}" if self.field else "")
+        where = f"row {self.row}" + (f" ({self.instance_id})" if self.instance_id else "")
+        where += f", field {self.field!r}" if self.field else ""
         return f"{where}: {self.problem} (value {self.value!r})"

@@ -12,16 +12,25 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
+import osmnx as ox
 import pandas as pd
 import shapely
 from pyproj import CRS
+from rasterio.warp import transform_bounds
 from tqdm.auto import tqdm
 
-from civicmap.config import ProjectConfig, RasterSourceConfig, SurveySourceConfig, read_project_config
+from civicmap.config import (
+    ProjectConfig,
+    RasterSourceConfig,
+    SurveySourceConfig,
+    TraceSourceConfig,
+    read_project_config,
+)
 from civicmap.crs import WGS84, local_metric_crs, parse_crs, require_crs, to_crs
 from civicmap.errors import CivicmapError, InputError
 from civicmap.sources.osm import read_osm
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: OSMData attributes stored as layers, under these names.
 OSM_LAYERS = ("buildings", "roads", "amenities", "waterways", "landuse", "transit_stops", "transit_routes")
+#: Street graphs stored as node and edge layers (osmnx network types).
+STREET_NETWORKS = ("walk", "drive")
 #: How each kind of raster is resampled when reprojected (classes and counts must not be blended).
 RESAMPLING = {"dem": "bilinear", "imagery": "bilinear", "hazard": "nearest", "population": "sum", "other": "nearest"}
 #: Margin around the area kept when clipping rasters, metres (edge effects of later analysis).
@@ -89,7 +100,9 @@ class BuildReport:
 
     def __str__(self) -> str:
         frame = self.to_frame()
-        return frame.to_string(index=False) + f"\n{len(self.rows)} layers in {self.seconds:.1f} s"
+        frame["notes"] = frame["notes"].str.slice(0, 60)
+        failed = f", {len(self.failed)} source(s) FAILED" if self.failed else ""
+        return frame.to_string(index=False) + f"\n{len(self.rows)} layers in {self.seconds:.1f} s{failed}"
 
 
 class Workspace:
@@ -160,22 +173,29 @@ class Workspace:
     def _build_osm(self) -> list[BuildRow]:
         assert self.config.osm is not None
         osm = read_osm(self.config.osm.path, area=self.area)
-        provenance = Provenance(str(self.config.osm.path), self.config.osm.licence, details=osm.report.to_dict())
+        report = osm.report
+        provenance = Provenance(str(self.config.osm.path), self.config.osm.licence, details=report.to_dict())
         rows = []
         for name in OSM_LAYERS:
-            frame = getattr(osm, name)
-            rows.append(self._store_vector(name, frame, provenance, problems=osm.report.problems_for(name)))
-        for network in ("walk", "drive"):
-            nodes, edges = osm.street_frames(network)
+            geometry = [r for r in report.geometry if r.layer.startswith(name) and r.problems]
+            skipped = {k: v for k, v in report.skipped.items() if k.startswith(name) and v}
+            problems = (*(str(r) for r in geometry), *(f"{name}: skipped {k} {v}" for k, v in skipped.items()))
+            row = self._store_vector(name, getattr(osm, name), provenance, problems=problems)
+            count = sum(r.problems for r in geometry) + sum(skipped.values())
+            rows.append(replace(row, problems=count, notes="; ".join(problems)))
+        for network in STREET_NETWORKS:
+            nodes, edges = ox.graph_to_gdfs(osm.street_graph(network))
+            edges = edges.reset_index()  # u, v, key as columns
             rows.append(self._store_vector(f"streets_{network}_nodes", nodes, provenance))
             rows.append(self._store_vector(f"streets_{network}_edges", edges, provenance))
+        other = {k: v for k, v in report.skipped.items() if v and not k.startswith(OSM_LAYERS)}
+        if other:
+            rows[0] = replace(rows[0], notes="; ".join(filter(None, [rows[0].notes, f"OSM objects skipped: {other}"])))
         return rows
 
     def _build_raster(self, source: RasterSourceConfig) -> list[BuildRow]:
-        validate_raster(source.path, crs=source.crs)
-        w, s, e, n = to_crs(gpd.GeoDataFrame(geometry=[self.area], crs=WGS84), self.crs).total_bounds
-        m = RASTER_MARGIN_M
-        bounds = BBox(float(w) - m, float(s) - m, float(e) + m, float(n) + m)
+        info = validate_raster(source.path, crs=source.crs)
+        bounds = self._raster_bounds(info.crs or parse_crs(source.crs), info.bounds, source.name)
         with tempfile.TemporaryDirectory(dir=self.store.raster_path(source.name).parent) as tmp:
             warped = Path(tmp) / f"{source.name}.tif"
             reproject_raster(
@@ -186,11 +206,24 @@ class Workspace:
                 resampling=RESAMPLING[source.kind],
                 src_crs=source.crs,
             )
-            write_cog(warped, self.store.raster_path(source.name), resampling=RESAMPLING[source.kind])
+            write_cog(warped, self.store.raster_path(source.name), blocksize=256, resampling=RESAMPLING[source.kind])
         info = self.store.register_raster(
             source.name, provenance=Provenance(str(source.path), source.licence), meta={"raster_kind": source.kind}
         )
         return [_row(info, notes=f"{source.kind} raster, COG")]
+
+    def _raster_bounds(self, raster_crs: CRS, raster_bounds: BBox, name: str) -> BBox:
+        """The part of a raster to keep, in the workspace CRS: its overlap with the area plus a margin."""
+        w, s, e, n = to_crs(gpd.GeoDataFrame(geometry=[self.area], crs=WGS84), self.crs).total_bounds
+        m = RASTER_MARGIN_M
+        rw, rs, re, rn = transform_bounds(raster_crs, self.crs, *raster_bounds)
+        bounds = BBox(max(w - m, rw), max(s - m, rs), min(e + m, re), min(n + m, rn))
+        if bounds.west >= bounds.east or bounds.south >= bounds.north:
+            raise InputError(
+                f"raster {name!r} (bounds {tuple(round(v, 6) for v in raster_bounds)} in {raster_crs.to_string()}) "
+                "does not overlap the area of interest; check the file or its CRS"
+            )
+        return BBox(*map(float, bounds))
 
     def _build_survey(self, source: SurveySourceConfig) -> list[BuildRow]:
         form = read_form(source.form)
@@ -200,15 +233,20 @@ class Workspace:
             source.licence,
             details={"submissions": [str(p) for p in source.submissions], "duplicates": subs.duplicates},
         )
-        meta = {"form_id": form.form_id, "form_version": form.version, "private_fields": list(form.private_fields)}
+        meta = {
+            "form_id": form.form_id,
+            "form_version": form.version,
+            "private_fields": [f.column for f in form.private_fields],
+        }
         problems = tuple(str(e) for e in subs.errors)
         row = self._store_vector(f"survey_{source.name}", subs.frame, provenance, problems=problems, meta=meta)
-        errors = pd.DataFrame([vars(e) for e in subs.errors], columns=["row", "field", "value", "problem"]).astype(str)
+        columns = ["row", "instance_id", "field", "value", "problem"]
+        errors = pd.DataFrame([vars(e) for e in subs.errors], columns=columns).astype("string")
         self.store.write_table(f"survey_{source.name}_errors", errors, provenance=provenance)
         note = f"{len(subs.errors)} bad rows reported, {subs.duplicates} duplicates stored once"
         return [BuildRow(row.layer, row.kind, row.count, row.crs, row.extent, row.problems, note)]
 
-    def _build_traces(self, source) -> list[BuildRow]:  # type: ignore[no-untyped-def]
+    def _build_traces(self, source: TraceSourceConfig) -> list[BuildRow]:
         traces = read_gps_traces(source.path, area=self.bbox, licence=source.licence)
         row = self._store_vector(f"traces_{source.name}", traces.points, traces.provenance, problems=traces.problems)
         return [
@@ -224,7 +262,7 @@ class Workspace:
         provenance: Provenance,
         *,
         problems: tuple[str, ...] = (),
-        meta: dict | None = None,  # type: ignore[type-arg]
+        meta: dict[str, Any] | None = None,
     ) -> BuildRow:
         require_crs(frame, name=name)
         info = self.store.write_layer(

@@ -45,10 +45,11 @@ class Problems:
         """Row positions with at least one problem."""
         return {pos for pos, *_ in self.items}
 
-    def row_errors(self, labels: pd.Series) -> list[RowError]:
-        """:class:`RowError` objects, grouped by row in row order."""
+    def row_errors(self, labels: pd.Series, instance_ids: pd.Series) -> list[RowError]:
+        """:class:`RowError` objects, grouped by row in row order, with the row's instanceID if any."""
         ordered = sorted(enumerate(self.items), key=lambda t: (t[1][0], t[0]))
-        return [RowError(labels.iloc[pos], name, value, msg) for _, (pos, name, value, msg) in ordered]
+        ids = instance_ids.astype(object).where(instance_ids.notna(), None)
+        return [RowError(labels.iloc[pos], name, value, msg, ids.iloc[pos]) for _, (pos, name, value, msg) in ordered]
 
 
 def infer_schema(raws: list[RawTable]) -> FormSchema:

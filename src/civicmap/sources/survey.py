@@ -132,7 +132,7 @@ def read_submissions(
     frame = _typed_frame(rows[rows["__keep"]], schema, geo, area=area, problems=problems)
     good = frame.loc[~frame.index.isin(list(problems.bad_positions()))]
     good = good.set_index(good["instance_id"].to_numpy())
-    errors = problems.row_errors(labels)
+    errors = problems.row_errors(labels, rows["__instance_id"])
     formats = sorted({r.source_format for r in raws})
     prov = Provenance(
         source=", ".join(str(p) for p in paths),

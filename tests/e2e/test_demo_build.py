@@ -1,0 +1,130 @@
+"""The demo city builds end to end, offline, with the counts its generator planted."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import civicmap
+from civicmap.cli import DEMO_PROJECT, app
+from civicmap.config import read_project_config
+from civicmap.store import GeoPackageStore
+from civicmap.workspace import Workspace
+
+EXPECTED = json.loads((DEMO_PROJECT / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    store = GeoPackageStore(tmp_path_factory.mktemp("demo") / "demo.gpkg")
+    ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
+    with pytest.MonkeyPatch.context() as mp:  # offline: any connection attempt fails the build
+        import socket
+
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"network access attempted: {args!r}")
+
+        mp.setattr(socket.socket, "connect", refuse)
+        mp.setattr(socket, "create_connection", refuse)
+        report = ws.build(progress=False)
+    return ws, report
+
+
+def test_demo_builds_every_layer_offline(built):
+    ws, report = built
+    assert not report.failed, report
+    assert ws.crs.to_epsg() == 32737  # auto: UTM 37S for Dar es Salaam
+    names = {r.layer for r in report.rows}
+    assert {
+        "buildings",
+        "roads",
+        "amenities",
+        "dem",
+        "orthophoto",
+        "survey_building_survey",
+        "traces_daladala",
+    } <= names
+    assert {r.crs for r in report.rows} == {"EPSG:32737"}
+
+
+def test_demo_osm_counts_match_the_generator(built):
+    ws, report = built
+    rows = {r.layer: r for r in report.rows}
+    b = EXPECTED["osm"]["buildings"]
+    # the bow-tie is repaired and kept; the two-node ring and the unclosed way cannot be buildings
+    assert rows["buildings"].count == b["total"] - 2
+    assert rows["buildings"].problems == 2
+    assert "OSM objects skipped" in rows["buildings"].notes
+    assert rows["transit_routes"].count == sum(len(r["route_relation_ids"]) for r in EXPECTED["osm"]["routes"].values())
+    uses = ws.read_layer("amenities")["use"].value_counts().to_dict()
+    assert uses["health"] == 4 and uses["education"] == 7 and uses["shelter"] >= 6
+
+
+def test_demo_survey_keeps_good_rows_and_reports_bad_ones(built):
+    ws, report = built
+    survey = EXPECTED["survey"]
+    row = next(r for r in report.rows if r.layer == "survey_building_survey")
+    assert row.count == survey["good_distinct_submissions"] == 333
+    assert row.problems == len(survey["bad_rows"]) == 5
+    errors = ws.store.read_table("survey_building_survey_errors")
+    assert set(errors["instance_id"]) == set(survey["bad_rows"].values())
+    swapped = errors[errors["instance_id"] == survey["bad_rows"]["lat_lon_swapped"]]
+    assert "swapped" in swapped["problem"].iloc[0]
+    layer = ws.store.layer_info("survey_building_survey")
+    assert {"respondent_name", "respondent_phone", "notes"} <= set(layer.meta["private_fields"])
+    assert layer.provenance["details"]["duplicates"] == 2  # one repeated CSV row, one CSV+XML repeat
+
+
+def test_demo_rasters_are_cogs_in_the_workspace_crs(built):
+    import rasterio
+
+    ws, _ = built
+    for name in ("dem", "orthophoto"):
+        info = ws.store.layer_info(name)
+        with rasterio.open(info.path) as src:
+            assert src.crs.to_epsg() == 32737
+            assert src.profile.get("tiled") and src.overviews(1)
+    ortho = ws.store.layer_info("orthophoto")
+    w, s, e, n = EXPECTED["orthophoto"]["bounds_utm"]
+    assert ortho.bounds.west == pytest.approx(w, abs=1) and ortho.bounds.north == pytest.approx(n, abs=1)
+
+
+def test_demo_layers_read_back_in_lon_lat(built):
+    ws, _ = built
+    gdf = ws.read_layer("buildings", crs="EPSG:4326")
+    west, south, east, north = EXPECTED["bbox_lonlat"]
+    x, y = gdf.geometry.representative_point().x, gdf.geometry.representative_point().y
+    assert x.between(west, east).all() and y.between(south, north).all()
+
+
+def test_traces_are_all_read(built):
+    ws, _ = built
+    pts = ws.read_layer("traces_daladala")
+    assert pts["trace_id"].nunique() == EXPECTED["traces"]["files"]
+    assert len(pts) == sum(EXPECTED["traces"]["points"].values())
+
+
+def test_a_failing_source_is_reported_and_the_rest_built(tmp_path):
+    project = tmp_path / "p"
+    shutil.copytree(DEMO_PROJECT, project, ignore=shutil.ignore_patterns(".civicmap", "_mkondo", "*.py"))
+    (project / "dem.tif").write_bytes(b"not a tiff")
+    ws = Workspace(read_project_config(project))
+    report = ws.build(progress=False)
+    assert [r.layer for r in report.failed] == ["rasters[dem]"]
+    assert "dem.tif" in report.failed[0].notes
+    assert "FAILED" in str(report)
+    assert any(r.layer == "buildings" and r.count > 6000 for r in report.rows)
+    result = CliRunner().invoke(app, ["build", str(project), "-q"])
+    assert result.exit_code == 1 and "FAILED rasters[dem]" in result.output
+
+
+def test_cli_version_info_and_errors(tmp_path: Path, built):
+    runner = CliRunner()
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"civicmap {civicmap.__version__}"
+    missing = runner.invoke(app, ["build", str(tmp_path)])
+    assert missing.exit_code == 1 and "no project file" in missing.output
+    info = runner.invoke(app, ["info", str(DEMO_PROJECT)])
+    assert info.exit_code == 0 and "EPSG:32737" in info.output and "raster dem (dem)" in info.output
