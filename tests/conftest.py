@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,17 @@ def realdata() -> Path:
     return REALDATA
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any attempt to open a network connection fail loudly (offline guarantee)."""
-    import socket
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"network access attempted: {args!r}")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixture form of :func:`block_network`."""
+    block_network(monkeypatch)

@@ -102,7 +102,9 @@ def test_no_project_file(tmp_path):
 
 
 def test_area_file_and_bbox_are_exclusive(project):
-    text = GOOD.replace("bbox = [39.23, -6.825, 39.25, -6.805]", 'bbox = [39.23, -6.825, 39.25, -6.805]\nfile = "a.geojson"')
+    text = GOOD.replace(
+        "bbox = [39.23, -6.825, 39.25, -6.805]", 'bbox = [39.23, -6.825, 39.25, -6.805]\nfile = "a.geojson"'
+    )
     with pytest.raises(ConfigError, match="give exactly one of bbox"):
         read_project_config(write(project, text))
 

@@ -300,7 +300,7 @@ class _Parser:
         return value
 
     def unique_names(self, config: ProjectConfig) -> None:
-        names = [s.name for s in (*config.rasters, *config.surveys, *config.traces)]
+        names = [r.name for r in config.rasters] + [s.name for s in config.surveys] + [t.name for t in config.traces]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self.fail("name", f"{dup!r} is used by more than one source; names must be unique")
 

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,9 @@ class Workspace:
         steps: list[tuple[str, Callable[[], list[BuildRow]]]] = []
         if self.config.osm:
             steps.append(("osm", self._build_osm))
-        steps += [(f"rasters[{r.name}]", lambda r=r: self._build_raster(r)) for r in self.config.rasters]
-        steps += [(f"surveys[{s.name}]", lambda s=s: self._build_survey(s)) for s in self.config.surveys]
-        steps += [(f"traces[{t.name}]", lambda t=t: self._build_traces(t)) for t in self.config.traces]
+        steps += [(f"rasters[{r.name}]", partial(self._build_raster, r)) for r in self.config.rasters]
+        steps += [(f"surveys[{s.name}]", partial(self._build_survey, s)) for s in self.config.surveys]
+        steps += [(f"traces[{t.name}]", partial(self._build_traces, t)) for t in self.config.traces]
         rows: list[BuildRow] = []
         with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
             for label, step in bar:
@@ -194,8 +195,8 @@ class Workspace:
         return rows
 
     def _build_raster(self, source: RasterSourceConfig) -> list[BuildRow]:
-        info = validate_raster(source.path, crs=source.crs)
-        bounds = self._raster_bounds(info.crs or parse_crs(source.crs), info.bounds, source.name)
+        raster = validate_raster(source.path, crs=source.crs)
+        bounds = self._raster_bounds(raster.crs or parse_crs(source.crs), raster.bounds, source.name)
         with tempfile.TemporaryDirectory(dir=self.store.raster_path(source.name).parent) as tmp:
             warped = Path(tmp) / f"{source.name}.tif"
             reproject_raster(

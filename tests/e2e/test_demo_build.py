@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import rasterio
 from typer.testing import CliRunner
 
 import civicmap
@@ -12,6 +13,7 @@ from civicmap.cli import DEMO_PROJECT, app
 from civicmap.config import read_project_config
 from civicmap.store import GeoPackageStore
 from civicmap.workspace import Workspace
+from conftest import block_network
 
 EXPECTED = json.loads((DEMO_PROJECT / "expected.json").read_text())
 
@@ -21,13 +23,7 @@ def built(tmp_path_factory):
     store = GeoPackageStore(tmp_path_factory.mktemp("demo") / "demo.gpkg")
     ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
     with pytest.MonkeyPatch.context() as mp:  # offline: any connection attempt fails the build
-        import socket
-
-        def refuse(*args, **kwargs):
-            raise AssertionError(f"network access attempted: {args!r}")
-
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
+        block_network(mp)
         report = ws.build(progress=False)
     return ws, report
 
@@ -78,8 +74,6 @@ def test_demo_survey_keeps_good_rows_and_reports_bad_ones(built):
 
 
 def test_demo_rasters_are_cogs_in_the_workspace_crs(built):
-    import rasterio
-
     ws, _ = built
     for name in ("dem", "orthophoto"):
         info = ws.store.layer_info(name)
@@ -87,8 +81,8 @@ def test_demo_rasters_are_cogs_in_the_workspace_crs(built):
             assert src.crs.to_epsg() == 32737
             assert src.profile.get("tiled") and src.overviews(1)
     ortho = ws.store.layer_info("orthophoto")
-    w, s, e, n = EXPECTED["orthophoto"]["bounds_utm"]
-    assert ortho.bounds.west == pytest.approx(w, abs=1) and ortho.bounds.north == pytest.approx(n, abs=1)
+    west, _, _, north = EXPECTED["orthophoto"]["bounds_utm"]
+    assert ortho.bounds.west == pytest.approx(west, abs=1) and ortho.bounds.north == pytest.approx(north, abs=1)
 
 
 def test_demo_layers_read_back_in_lon_lat(built):

@@ -32,7 +32,9 @@ def buildings():
 
 
 def test_layer_round_trip_keeps_index_crs_and_values(store, buildings):
-    info = store.write_layer("buildings", buildings, provenance=Provenance("city.osm", "ODbL"), problems=("1 repaired",))
+    info = store.write_layer(
+        "buildings", buildings, provenance=Provenance("city.osm", "ODbL"), problems=("1 repaired",)
+    )
     assert info.feature_count == 5 and info.version == 1 and info.crs == "EPSG:32737"
     assert info.problems == ("1 repaired",) and info.provenance["licence"] == "ODbL"
     assert info.bounds == BBox(500_000, 9_240_000, 500_090, 9_240_010)
@@ -71,7 +73,9 @@ def test_file_is_a_valid_wal_geopackage_that_gdal_lists(store, buildings):
 
 
 def test_tables_round_trip(store):
-    store.write_table("survey_errors", pd.DataFrame({"row": ["7"], "field": ["storeys"], "problem": ["not an integer"]}))
+    store.write_table(
+        "survey_errors", pd.DataFrame({"row": ["7"], "field": ["storeys"], "problem": ["not an integer"]})
+    )
     assert store.read_table("survey_errors").to_dict("records") == [
         {"row": "7", "field": "storeys", "problem": "not an integer"}
     ]
@@ -80,7 +84,14 @@ def test_tables_round_trip(store):
 def test_raster_registration(store):
     path = store.raster_path("dem")
     with rasterio.open(
-        path, "w", driver="GTiff", width=4, height=3, count=1, dtype="float32", crs="EPSG:32737",
+        path,
+        "w",
+        driver="GTiff",
+        width=4,
+        height=3,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32737",
         transform=from_origin(500_000, 9_240_000, 5, 5),
     ) as dst:
         dst.write(np.ones((1, 3, 4), dtype="float32"))
@@ -92,7 +103,7 @@ def test_raster_registration(store):
 
 def test_unknown_layer_lists_what_exists(store, buildings):
     store.write_layer("buildings", buildings)
-    with pytest.raises(NotFoundError, match="no layer 'roads'.*layers: buildings"):
+    with pytest.raises(NotFoundError, match=r"no layer 'roads'.*layers: buildings"):
         store.read_layer("roads")
     assert store.layers()[0].name == "buildings"
 
@@ -113,7 +124,12 @@ def test_empty_store_has_no_layers(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("url", "needle"), [("postgresql://u@h/db", "not available"), ("s3://b/x.gpkg", "unknown scheme"), ("x.sqlite", "must end in .gpkg")]
+    ("url", "needle"),
+    [
+        ("postgresql://u@h/db", "not available"),
+        ("s3://b/x.gpkg", "unknown scheme"),
+        ("x.sqlite", r"must end in \.gpkg"),
+    ],
 )
 def test_open_store_rejects_what_it_cannot_open(url, needle):
     with pytest.raises(InputError, match=needle):
