@@ -38,6 +38,7 @@ from civicmap.sources.osm import read_osm
 from civicmap.sources.raster import reproject_raster, validate_raster, write_cog
 from civicmap.sources.survey import read_form, read_submissions
 from civicmap.sources.transit import read_gps_traces
+from civicmap.sources.vector import read_vector
 from civicmap.store import LayerInfo, Store, open_store
 from civicmap.types import BBox, Provenance
 
@@ -286,11 +287,7 @@ def _read_area(config: ProjectConfig) -> shapely.Geometry:
     if config.area.bbox is not None:
         return shapely.box(*config.area.bbox)
     assert config.area.file is not None
-    try:
-        gdf = gpd.read_file(config.area.file)
-    except Exception as exc:  # pyogrio raises DataSourceError and others for unreadable files
-        raise InputError(f"area.file {config.area.file}: cannot be read as a vector file ({exc})") from exc
-    require_crs(gdf, name=f"area.file {config.area.file.name}")
+    gdf = read_vector(config.area.file)
     polygons = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
     if polygons.empty:
         raise InputError(f"area.file {config.area.file}: holds no polygon; the area of interest must be a polygon")
