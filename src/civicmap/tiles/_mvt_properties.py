@@ -1,0 +1,165 @@
+"""Feature properties and ids of Mapbox Vector Tile layers (private to :mod:`civicmap.tiles.vector`).
+
+Typing rule (MVT 2.1 §4.5, ``Value`` message): booleans -> ``bool_value``; integers -> ``uint_value``
+when >= 0, else ``sint_value``; floats -> ``double_value``; strings -> ``string_value``;
+dates/times -> ISO 8601 strings; anything else -> its JSON (lists, dicts) or ``str`` text.
+Missing values (None, NaN, NaT, pd.NA) are left out of the feature's tags: MVT has no null.
+Integers outside the 64-bit range become strings. Values are factorised per column (pandas, in C),
+so Python only touches each distinct value once, not each feature.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from civicmap.errors import InputError
+from civicmap.tiles._mvt_wire import ValueKey
+
+__all__ = ["TagTable", "feature_ids", "field_types", "property_columns", "tag_table", "value_key"]
+
+_JS_SAFE = (1 << 53) - 1
+_UINT64_MAX = (1 << 64) - 1
+_INT64_MIN = -(1 << 63)
+
+
+def property_columns(gdf: gpd.GeoDataFrame, name: str, requested: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """The columns written as properties of layer ``name``: the requested ones, or all but geometry."""
+    geometry = gdf.geometry.name
+    available = [c for c in gdf.columns if c != geometry]
+    if requested is None or name not in requested:
+        return [str(c) for c in available]
+    wanted = requested[name]
+    if isinstance(wanted, str):
+        raise InputError(f"properties[{name!r}] is the string {wanted!r}; give a list of column names")
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise InputError(
+            f"layer {name!r} has no column(s) {missing!r} to write as properties; available: {available!r}"
+        )
+    return [str(c) for c in wanted]
+
+
+def _int_key(v: int) -> ValueKey:
+    if 0 <= v <= _UINT64_MAX:
+        return ("u", v)
+    if _INT64_MIN <= v < 0:
+        return ("i", v)
+    return ("s", str(v))
+
+
+def _number_key(value: bool | int | float | np.generic) -> ValueKey | None:
+    if isinstance(value, bool | np.bool_):
+        return ("b", bool(value))
+    if isinstance(value, int | np.integer):
+        return _int_key(int(value))
+    return None if math.isnan(value) else ("d", float(value))
+
+
+def _text_key(value: object) -> ValueKey | None:
+    if isinstance(value, datetime | date | time):
+        return None if value is pd.NaT else ("s", value.isoformat())
+    if isinstance(value, list | tuple | dict):
+        return ("s", json.dumps(value, default=str, ensure_ascii=False, sort_keys=True))
+    return ("s", str(value))
+
+
+def value_key(value: object) -> ValueKey | None:
+    """The typed MVT value of one Python/numpy value, or None for a missing value."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_ | int | np.integer | float | np.floating):
+        return _number_key(value)
+    if isinstance(value, str):
+        return ("s", value)
+    return _text_key(value)
+
+
+def _json_text(value: object) -> object:
+    key = value_key(value)
+    return None if key is None else key[1]
+
+
+def _factorize(series: pd.Series) -> tuple[np.ndarray, Sequence[object]]:
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # unhashable values (lists, dicts): compare them by their JSON text
+        texts = series.map(_json_text)
+        codes, uniques = pd.factorize(texts, use_na_sentinel=True)
+    return np.asarray(codes), list(uniques)
+
+
+class TagTable:
+    """Keys, values and per-feature tag pairs of one layer.
+
+    ``tags`` is the flat list of (key index, value index) pairs of all features, cut by
+    ``offsets`` (F + 1); ``keys``/``values`` are the layer tables, values de-duplicated by
+    (type, value) as MVT 2.1 §4.5 asks.
+    """
+
+    def __init__(self, tags: np.ndarray, offsets: np.ndarray, keys: list[str], values: list[ValueKey]) -> None:
+        self.tags = tags
+        self.offsets = offsets
+        self.keys = keys
+        self.values = values
+
+
+def tag_table(gdf: gpd.GeoDataFrame, columns: Sequence[str], rows: np.ndarray) -> TagTable:
+    """Build the tags of the features at positions ``rows`` of ``gdf`` (in that order)."""
+    n = len(rows)
+    table: dict[ValueKey, int] = {}
+    keys: list[str] = []
+    value_idx = np.full((n, len(columns)), -1, dtype=np.int64)
+    key_idx = np.zeros(len(columns), dtype=np.int64)
+    for j, column in enumerate(columns):
+        codes, uniques = _factorize(gdf[column].iloc[rows])
+        lookup = np.array(
+            [-1 if (k := value_key(u)) is None else table.setdefault(k, len(table)) for u in uniques] + [-1],
+            dtype=np.int64,
+        )
+        column_idx = lookup[codes]  # code -1 (missing) picks the trailing -1
+        if (column_idx >= 0).any():
+            key_idx[j] = len(keys)
+            keys.append(column)
+            value_idx[:, j] = column_idx
+    valid = value_idx >= 0
+    pairs = np.stack([np.broadcast_to(key_idx, value_idx.shape), value_idx], axis=2)[valid]
+    offsets = np.concatenate([[0], np.cumsum(2 * valid.sum(axis=1))]).astype(np.int64)
+    used = sorted(table, key=table.__getitem__)
+    return TagTable(pairs.reshape(-1).astype(np.uint64), offsets, keys, used)
+
+
+def feature_ids(index: pd.Index) -> np.ndarray:
+    """MVT feature ids for frame index labels (uint64).
+
+    A non-negative integer index is used as is. Any other index (strings, negative numbers,
+    tuples) is hashed with :func:`pandas.util.hash_pandas_object` (SipHash with pandas' fixed
+    key, so stable across runs, processes and tiles) and cut to 53 bits, which JavaScript
+    numbers hold exactly; distinct labels collide with probability ~n²/2⁵⁴.
+    """
+    if len(index) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if pd.api.types.is_integer_dtype(index.dtype) and index.min() >= 0:
+        return index.to_numpy().astype(np.uint64)
+    hashed = pd.util.hash_pandas_object(index, categorize=False).to_numpy()
+    return hashed & np.uint64(_JS_SAFE)
+
+
+def field_types(gdf: gpd.GeoDataFrame, columns: Sequence[str]) -> dict[str, str]:
+    """TileJSON ``fields`` for ``columns``: "Boolean", "Number" or "String" by dtype, as encoded."""
+    out = {}
+    for column in columns:
+        dtype = gdf[column].dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            out[column] = "Boolean"
+        elif pd.api.types.is_numeric_dtype(dtype):
+            out[column] = "Number"
+        else:
+            out[column] = "String"
+    return out

@@ -1,0 +1,262 @@
+"""Mapbox Vector Tiles (MVT 2.1) from GeoDataFrames, without HTTP.
+
+>>> data = encode_mvt({"buildings": buildings_3857}, TileXYZ(16, 39990, 33000))   # doctest: +SKIP
+
+What a tile contains (mapbox/vector-tile-spec 2.1): one layer per non-empty frame, ``version``
+2, ``extent`` 4096 by default, integer coordinates with the origin at the tile's top-left and
+y down, ``buffer`` extra units around the tile so that lines and fills join across tiles.
+
+Per layer, vectorised over all its features in the tile (numpy and shapely 2, no per-feature
+Python): features are picked with the frame's spatial index on the buffered tile, clipped to
+it, simplified and reduced (see :func:`encode_mvt`), quantised, oriented, and written straight
+to the protobuf wire format (our own encoder, :mod:`civicmap.tiles._mvt_wire`; the tests decode
+with the independent ``mapbox-vector-tile`` package).
+
+Feature ids: a frame with a non-negative integer index gives its labels as ids (unique when
+the index is); any other index is hashed to a stable 53-bit id (see ``feature_ids``), the same
+in every tile and every run. Properties follow the typing rule of ``_mvt_properties``.
+Output is deterministic: the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+
+from civicmap.crs import require_crs, to_crs
+from civicmap.errors import InputError
+from civicmap.tiles._mvt_geometry import (
+    TileFrame,
+    encode_family,
+    feature_sizes,
+    prepare_geometries,
+    reduce,
+)
+from civicmap.tiles._mvt_properties import feature_ids, field_types, property_columns, tag_table
+from civicmap.tiles._mvt_wire import FeatureArrays, encode_layer, feature_bytes, varint_sizes
+from civicmap.tiles.grid import MAX_LATITUDE, MAX_ZOOM, ORIGIN_SHIFT_M, validate_tile
+from civicmap.types import TileXYZ
+
+__all__ = ["DEFAULT_MAX_BYTES", "MIN_SIZE_PX", "MVT_MEDIA_TYPE", "encode_mvt", "mvt_fields"]
+
+log = logging.getLogger(__name__)
+
+#: Media type of an MVT tile (MVT 2.1 §2.2).
+MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+#: Default cap on one tile's size (Mapbox's and tippecanoe's 500 kB guidance).
+DEFAULT_MAX_BYTES = 500_000
+#: With simplification on, polygons under this area (pixels²) and lines under this length
+#: (pixels) are dropped; a pixel is 1/256 of the tile's width.
+MIN_SIZE_PX = 1.0
+# Tolerance and size multipliers tried in turn when a tile is over ``max_bytes``.
+_HARDER = (1.0, 4.0, 16.0)
+WEB_MERCATOR = CRS.from_epsg(3857)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One layer's features in the buffered tile, clipped, in EPSG:3857, before reduction."""
+
+    name: str
+    gdf: gpd.GeoDataFrame
+    columns: list[str]
+    rows: np.ndarray  # positions into gdf
+    geoms: np.ndarray
+    family: np.ndarray
+    sizes: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    name: str
+    data: bytes
+    prepared_idx: np.ndarray  # positions into _Prepared arrays, in output order
+    feature_bytes: np.ndarray
+
+
+def _native_box(crs: CRS, frame: TileFrame) -> tuple[float, float, float, float] | None:
+    """The buffered tile's bounds in ``crs``, or None when they cannot be computed (query all)."""
+    w, s, e, n = (min(max(v, -ORIGIN_SHIFT_M), ORIGIN_SHIFT_M) for v in frame.clip_box)
+    transformer = Transformer.from_crs(WEB_MERCATOR, crs, always_xy=True)
+    try:
+        box = transformer.transform_bounds(w, s, e, n, densify_pts=21)
+    except Exception:  # pyproj raises ProjError for boxes outside the target's domain
+        return None
+    return box if np.isfinite(box).all() else None
+
+
+def _select(gdf: gpd.GeoDataFrame, name: str, frame: TileFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of features whose envelope meets the buffered tile, and their EPSG:3857 geometries."""
+    crs = require_crs(gdf, name=name)
+    if crs.equals(WEB_MERCATOR):
+        rows = np.sort(gdf.sindex.query(shapely.box(*frame.clip_box)))
+        return rows, np.asarray(gdf.geometry.array[rows])
+    box = _native_box(crs, frame)
+    rows = np.sort(gdf.sindex.query(shapely.box(*box))) if box is not None else np.arange(len(gdf))
+    geoms = np.asarray(gdf.geometry.array[rows])
+    if crs.is_geographic:  # beyond ±85.05° Web Mercator has no finite y
+        b = shapely.bounds(geoms)
+        polar = (b[:, 1] < -MAX_LATITUDE) | (b[:, 3] > MAX_LATITUDE)
+        geoms[polar] = shapely.clip_by_rect(geoms[polar], -180.0, -MAX_LATITUDE, 180.0, MAX_LATITUDE)
+    sub = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=crs))
+    return rows, np.asarray(to_crs(sub, WEB_MERCATOR, name=name).geometry.array)
+
+
+def _prepare(
+    name: str, gdf: gpd.GeoDataFrame, frame: TileFrame, properties: Mapping[str, Sequence[str]] | None
+) -> _Prepared:
+    if not isinstance(name, str) or not name:
+        raise InputError(f"layer name {name!r} is not a non-empty string; MVT layers are named by strings")
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise InputError(f"layer {name!r} is a {type(gdf).__name__}, not a GeoDataFrame")
+    columns = property_columns(gdf, name, properties)
+    rows, geoms = _select(gdf, name, frame)
+    pos, geoms, family = prepare_geometries(geoms, frame)
+    sizes = np.zeros(len(geoms))
+    for fam in (2, 3):
+        sel = family == fam
+        sizes[sel] = feature_sizes(geoms[sel], fam, frame)
+    return _Prepared(name, gdf, columns, rows[pos], geoms, family, sizes)
+
+
+def _encode_layer(prep: _Prepared, frame: TileFrame, *, tolerance_px: float, keep: np.ndarray | None) -> _Encoded:
+    """Encode one layer, features ordered by family (points, lines, polygons) then by frame row."""
+    min_size = MIN_SIZE_PX * tolerance_px if tolerance_px > 0 else 0.0
+    chunks, picked = [], []
+    for fam in (1, 2, 3):
+        idx = np.flatnonzero((prep.family == fam) if keep is None else (prep.family == fam) & keep)
+        pos, geoms = reduce(
+            prep.geoms[idx], prep.sizes[idx], fam, frame, tolerance_px=tolerance_px, min_size_px=min_size
+        )
+        enc = encode_family(geoms, fam, frame)
+        chunks.append((enc, fam))
+        picked.append(idx[pos][enc.features])
+    prepared_idx = np.concatenate(picked)
+    if not prepared_idx.size:
+        return _Encoded(prep.name, b"", prepared_idx, np.zeros(0, dtype=np.int64))
+    values = np.concatenate([enc.values for enc, _ in chunks])
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(enc.offsets) for enc, _ in chunks]))])
+    types = np.concatenate([np.full(len(enc.features), fam, dtype=np.uint64) for enc, fam in chunks])
+    rows = prep.rows[prepared_idx]
+    tags = tag_table(prep.gdf, prep.columns, rows)
+    arrays = FeatureArrays(
+        feature_ids(prep.gdf.index[rows]), types, values, offsets.astype(np.int64), tags.tags, tags.offsets
+    )
+    sizes, _ = feature_bytes(arrays)
+    data = encode_layer(prep.name, arrays, tags.keys, tags.values, extent=frame.extent)
+    return _Encoded(prep.name, data, prepared_idx, sizes + 1 + varint_sizes(sizes))
+
+
+def _drop_smallest(prep: _Prepared, enc: _Encoded, budget: int) -> np.ndarray:
+    """Mask over ``prep`` keeping the largest features whose encoded bytes fit ``budget``."""
+    sizes = prep.sizes[enc.prepared_idx]
+    order = np.argsort(-sizes, kind="stable")
+    fits = np.cumsum(enc.feature_bytes[order]) <= budget
+    keep = np.zeros(len(prep.geoms), dtype=bool)
+    keep[enc.prepared_idx[order[fits]]] = True
+    return keep
+
+
+def _check_options(extent: int, buffer: int, max_bytes: int | None) -> None:
+    problems = []
+    if isinstance(extent, bool) or not isinstance(extent, int) or not 256 <= extent <= 65536:
+        problems.append(f"extent {extent!r} must be an integer in 256..65536 (MVT default 4096)")
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or not 0 <= buffer <= 4096:
+        problems.append(f"buffer {buffer!r} must be an integer in 0..4096 tile units (default 64)")
+    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1024):
+        problems.append(f"max_bytes {max_bytes!r} must be None or an integer >= 1024")
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def _tolerance(simplify: bool | float) -> float:
+    if isinstance(simplify, bool):
+        return 1.0 if simplify else 0.0
+    if not isinstance(simplify, int | float) or not 0 <= simplify <= 64:
+        raise InputError(f"simplify {simplify!r} must be True/False or a tolerance in pixels between 0 and 64")
+    return float(simplify)
+
+
+def _fit(preps: list[_Prepared], frame: TileFrame, tolerance_px: float, max_bytes: int | None) -> list[_Encoded]:
+    """Encode all layers, simplifying harder and then dropping the smallest features to fit ``max_bytes``."""
+    factors = _HARDER if tolerance_px > 0 else (1.0,)
+    if max_bytes is None:
+        return [_encode_layer(p, frame, tolerance_px=tolerance_px, keep=None) for p in preps]
+    for factor in factors:
+        encoded = [_encode_layer(p, frame, tolerance_px=tolerance_px * factor, keep=None) for p in preps]
+        total = sum(len(e.data) for e in encoded)
+        if total <= max_bytes:
+            return encoded
+        log.info("tile is %d bytes at simplification x%g, over max_bytes=%d", total, factor, max_bytes)
+    budgets = [int(max_bytes * len(e.data) / total) - (len(e.data) - int(e.feature_bytes.sum())) for e in encoded]
+    final = [
+        _encode_layer(p, frame, tolerance_px=tolerance_px * factors[-1], keep=_drop_smallest(p, e, max(b, 0)))
+        for p, e, b in zip(preps, encoded, budgets, strict=True)
+    ]
+    dropped = sum(len(e.prepared_idx) for e in encoded) - sum(len(e.prepared_idx) for e in final)
+    log.warning(
+        "tile over max_bytes=%d (%d bytes) after simplifying x%g: dropped the %d smallest features, now %d bytes",
+        max_bytes,
+        total,
+        factors[-1],
+        dropped,
+        sum(len(e.data) for e in final),
+    )
+    return final
+
+
+def encode_mvt(
+    layers: Mapping[str, gpd.GeoDataFrame],
+    tile: TileXYZ,
+    *,
+    extent: int = 4096,
+    buffer: int = 64,
+    properties: Mapping[str, Sequence[str]] | None = None,
+    simplify: bool | float = True,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+) -> bytes:
+    """Encode the features of ``layers`` inside ``tile`` as one Mapbox Vector Tile (MVT 2.1).
+
+    ``layers`` maps layer names to GeoDataFrames in any CRS (reprojected to EPSG:3857 through
+    :func:`civicmap.crs.to_crs` after the spatial-index pick; pass frames already in EPSG:3857
+    to skip that). ``properties`` maps a layer name to the columns written as feature
+    properties; layers it does not name keep all their columns. ``extent`` is the tile's size
+    in integer units, ``buffer`` the margin (same units) kept around it.
+
+    ``simplify`` (True = 1 pixel, or a tolerance in pixels; a pixel is 1/256 of the tile's
+    width, 9.55 m at z14 on the equator): lines and polygons with more than 5 vertices are
+    simplified by that tolerance, and with simplification on, polygons smaller than
+    ``MIN_SIZE_PX`` pixels² and lines shorter than ``MIN_SIZE_PX`` pixels are dropped. A tile
+    over ``max_bytes`` is re-encoded with 4x then 16x the tolerance and size threshold, then
+    by dropping the smallest features until it fits (logged as a warning). ``None`` = no cap.
+
+    Null and empty geometries are skipped; GeometryCollections keep their parts of the highest
+    dimension (as PostGIS ST_AsMVTGeom does). Layers without features in the tile are left out;
+    a tile without any feature is ``b""`` (HTTP 204 in the service).
+    Raises :class:`InputError` for bad arguments, :class:`~civicmap.errors.CRSError` for a
+    frame without CRS, :class:`~civicmap.errors.NotFoundError` for a tile outside the grid.
+    """
+    tile = validate_tile(*tile, maxzoom=MAX_ZOOM)
+    _check_options(extent, buffer, max_bytes)
+    tolerance_px = _tolerance(simplify)
+    frame = TileFrame.for_tile(tile, extent=extent, buffer=buffer)
+    preps = [_prepare(name, gdf, frame, properties) for name, gdf in layers.items()]
+    preps = [p for p in preps if len(p.geoms)]
+    if not preps:
+        return b""
+    return b"".join(e.data for e in _fit(preps, frame, tolerance_px, max_bytes))
+
+
+def mvt_fields(gdf: gpd.GeoDataFrame, columns: Sequence[str] | None = None) -> dict[str, str]:
+    """TileJSON ``vector_layers[].fields`` for a frame: column -> "Number", "String" or "Boolean".
+
+    ``columns`` defaults to every non-geometry column, as :func:`encode_mvt` writes them.
+    """
+    cols = property_columns(gdf, "layer", None if columns is None else {"layer": columns})
+    return field_types(gdf, cols)
