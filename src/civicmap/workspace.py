@@ -239,6 +239,7 @@ class Workspace:
             "form_id": form.form_id,
             "form_version": form.version,
             "private_fields": [f.column for f in form.private_fields],
+            "public": False,  # raw submissions: published only once moderated, without private fields
         }
         problems = tuple(str(e) for e in subs.errors)
         row = self._store_vector(f"survey_{source.name}", subs.frame, provenance, problems=problems, meta=meta)
@@ -250,7 +251,13 @@ class Workspace:
 
     def _build_traces(self, source: TraceSourceConfig) -> list[BuildRow]:
         traces = read_gps_traces(source.path, area=self.bbox, licence=source.licence)
-        row = self._store_vector(f"traces_{source.name}", traces.points, traces.provenance, problems=traces.problems)
+        row = self._store_vector(
+            f"traces_{source.name}",
+            traces.points,
+            traces.provenance,
+            problems=traces.problems,
+            meta={"public": False},  # surveyors' own tracks: personal location data
+        )
         return [
             BuildRow(
                 row.layer, row.kind, row.count, row.crs, row.extent, row.problems, f"{len(traces.trace_ids)} traces"
