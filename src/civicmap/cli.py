@@ -17,6 +17,7 @@ import typer
 
 import civicmap
 from civicmap.errors import CivicmapError
+from civicmap.impact import PRESETS, classification_for, read_value_map, run_impact, write_impact
 from civicmap.workspace import BuildReport, open_workspace
 
 __all__ = ["DEMO_PROJECT", "app"]
@@ -111,3 +112,70 @@ def demo(quiet: Quiet = False) -> None:
     if not (DEMO_PROJECT / "civicmap.toml").is_file():
         raise _fail(FileNotFoundError(f"demo project not found at {DEMO_PROJECT}; run from a civicmap source checkout"))
     build(DEMO_PROJECT, quiet=quiet)
+
+
+def _numbers(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers") from exc
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+
+@app.command()
+def impact(  # noqa: PLR0913, PLR0917 - one option per analysis input, as users type them
+    hazard: Annotated[Path, typer.Option(help="Hazard raster (e.g. depth in m) or polygons with a class field.")],
+    exposure: Annotated[Path, typer.Option(help="Exposure features: buildings, roads, places (any CRS).")],
+    out: Annotated[Path, typer.Option(help="Folder for impact.gpkg, summary.json and report.html.")],
+    hazard_field: Annotated[
+        str | None, typer.Option(help="Polygon hazard: the field holding each zone's class.")
+    ] = None,
+    value_map: Annotated[Path | None, typer.Option(help="JSON/TOML/CSV file mapping field values to classes.")] = None,
+    thresholds: Annotated[
+        str | None, typer.Option(help="Raster hazard: inner class boundaries, e.g. 0.1,0.7,1.5.")
+    ] = None,
+    class_names: Annotated[
+        str | None, typer.Option(help="Names for the threshold classes, least severe first.")
+    ] = None,
+    affected: Annotated[
+        str | None, typer.Option(help="Which threshold classes are affected (default: all but the first).")
+    ] = None,
+    classification: Annotated[str | None, typer.Option(help=f"A preset: {', '.join(PRESETS)}.")] = None,
+    exposure_type_field: Annotated[str | None, typer.Option(help="Field whose values are the exposure types.")] = None,
+    aggregation: Annotated[
+        Path | None, typer.Option(help="Aggregation areas (polygons); only features inside count.")
+    ] = None,
+    aggregation_field: Annotated[str | None, typer.Option(help="Field naming each aggregation area.")] = None,
+    stat: Annotated[str, typer.Option(help="Raster hazard statistic per polygon: max, mean or centroid.")] = "max",
+    title: Annotated[str, typer.Option(help="Report title.")] = "Impact analysis",
+) -> None:
+    """Hazard x exposure [x aggregation]: counts per hazard class, written as impact.gpkg, summary.json, report.html."""
+    try:
+        chosen = None
+        if thresholds is not None or classification is not None:
+            chosen = classification_for(
+                preset=classification, thresholds=_numbers(thresholds), class_names=_names(class_names),
+                affected=_names(affected),
+            )  # fmt: skip
+        analysis = run_impact(
+            hazard,
+            exposure,
+            classification=chosen,
+            hazard_field=hazard_field,
+            value_map=read_value_map(value_map) if value_map else None,
+            exposure_type_field=exposure_type_field,
+            aggregation=aggregation,
+            options={"stat": stat, "aggregation_field": aggregation_field},
+        )
+        paths = write_impact(analysis, out, title=title)
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    totals = analysis.summary.totals
+    typer.echo(" ".join(f"{k}={v:g}" for k, v in totals.items()))
+    for path in paths.values():
+        typer.echo(f"wrote {path}")
