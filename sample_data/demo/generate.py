@@ -85,6 +85,15 @@ licence = "{_LICENCE}"
 name = "daladala"
 path = "traces"
 licence = "{_LICENCE}"
+
+[risk]
+dem = "dem"
+stage_m = 4.0                     # 2.5 m above the river's normal level; the DEM's bed lies 1.5 m below it
+classification = "flood_petabencana"
+survey = "building_survey"
+impassable_from = "medium"        # streets under more than 0.7 m of water are not walkable
+shelter_walk_min = 10
+health_walk_min = 15
 """,
         encoding="utf-8",
     )

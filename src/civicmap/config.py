@@ -30,6 +30,16 @@ A project folder holds a ``civicmap.toml`` such as::
     name = "daladala"
     path = "traces"
 
+    [risk]                       # optional: the flood risk layers
+    dem = "dem"                  # derive flood depth from this DEM raster and the OSM waterways ...
+    stage_m = 4.0                # ... at this water level above the river bed (m)
+    # hazard = "flood_depth"     # ... or use a [[rasters]] entry of kind "hazard" (depth in m)
+    classification = "flood_petabencana"
+    survey = "building_survey"   # survey whose answers give building vulnerability
+    impassable_from = "medium"   # streets in this hazard class or worse are cut for walking
+    shelter_walk_min = 10
+    health_walk_min = 15
+
 Every problem found is collected and raised at once as a :class:`ConfigError` whose
 lines name the key path (``rasters[1].path``) and the fix. Relative paths are resolved
 against the project folder.
@@ -39,7 +49,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +64,7 @@ __all__ = [
     "OSMSourceConfig",
     "ProjectConfig",
     "RasterSourceConfig",
+    "RiskConfig",
     "SurveySourceConfig",
     "TraceSourceConfig",
     "read_project_config",
@@ -112,6 +123,25 @@ class TraceSourceConfig:
 
 
 @dataclass(frozen=True)
+class RiskConfig:
+    """The flood risk layers: a hazard raster, or a DEM + river stage to derive one; what counts and who is cut off."""
+
+    dem: str | None = None
+    """Name of a ``[[rasters]]`` entry of kind ``dem`` to derive flood depth from (with ``stage_m``)."""
+    stage_m: float | None = None
+    """Water level above the river bed at the drainage cells, metres (see civicmap.layers.risk.flood_dem)."""
+    hazard: str | None = None
+    """Name of a ``[[rasters]]`` entry of kind ``hazard`` holding flood depth in metres."""
+    classification: str = "flood_petabencana"
+    waterways: tuple[str, ...] = ("river", "stream", "canal", "drain")
+    """OSM ``waterway`` values that carry water (drainage for the DEM method)."""
+    survey: str | None = None
+    impassable_from: str = "medium"
+    shelter_walk_min: float = 10.0
+    health_walk_min: float = 15.0
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """A whole ``civicmap.toml``, validated, with paths made absolute."""
 
@@ -126,6 +156,7 @@ class ProjectConfig:
     rasters: tuple[RasterSourceConfig, ...]
     surveys: tuple[SurveySourceConfig, ...]
     traces: tuple[TraceSourceConfig, ...]
+    risk: RiskConfig | None = None
 
 
 def read_project_config(folder: str | Path) -> ProjectConfig:
@@ -157,7 +188,7 @@ class _Parser:
         self.problems.append(f"{key}: {message}")
 
     def project(self, data: dict[str, Any]) -> ProjectConfig:
-        known = {"project", "area", "store", "osm", "rasters", "surveys", "traces"}
+        known = {"project", "area", "store", "osm", "rasters", "surveys", "traces", "risk"}
         for key in sorted(set(data) - known):
             self.fail(key, f"unknown table; expected one of {sorted(known)}")
         proj = self.table(data, "project")
@@ -179,6 +210,8 @@ class _Parser:
             surveys=tuple(self.survey(t, f"surveys[{i}]") for i, t in enumerate(self.array(data, "surveys"))),
             traces=tuple(self.trace(t, f"traces[{i}]") for i, t in enumerate(self.array(data, "traces"))),
         )
+        if "risk" in data:
+            config = replace(config, risk=self.risk(self.table(data, "risk"), config))
         self.unique_names(config)
         if self.problems:
             raise ConfigError(f"{self.file} has {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems))
@@ -243,6 +276,43 @@ class _Parser:
             path=self.path(t, f"{key}.path") or self.root,
             licence=self.string(t, f"{key}.licence"),
         )
+
+    def risk(self, t: dict[str, Any], config: ProjectConfig) -> RiskConfig | None:
+        known = set(RiskConfig.__dataclass_fields__)
+        for key in sorted(set(t) - known):
+            self.fail(f"risk.{key}", f"unknown key; expected one of {sorted(known)}")
+        rasters = {r.name: r.kind for r in config.rasters}
+        dem, hazard = t.get("dem"), t.get("hazard")
+        if (dem is None) == (hazard is None):
+            self.fail("risk", "give either dem = '<raster name>' with stage_m, or hazard = '<raster name>'")
+        for key, value, kind in (("dem", dem, "dem"), ("hazard", hazard, "hazard")):
+            if value is not None and rasters.get(value) != kind:
+                self.fail(f"risk.{key}", f"{value!r} is not a [[rasters]] entry of kind {kind!r}")
+        stage = t.get("stage_m")
+        if dem is not None and (not isinstance(stage, int | float) or stage < 0):
+            self.fail("risk.stage_m", f"{stage!r}: the DEM method needs a water level >= 0 m above the river bed")
+        survey = t.get("survey")
+        if survey is not None and survey not in {s.name for s in config.surveys}:
+            self.fail("risk.survey", f"{survey!r} is not a [[surveys]] entry")
+        numbers = {k: t[k] for k in ("shelter_walk_min", "health_walk_min") if k in t}
+        for key, value in numbers.items():
+            if not isinstance(value, int | float) or value <= 0:
+                self.fail(f"risk.{key}", f"{value!r} must be a positive number of minutes")
+        waterways = t.get("waterways", list(RiskConfig.waterways))
+        if not isinstance(waterways, list) or not all(isinstance(w, str) for w in waterways):
+            self.fail("risk.waterways", "must be a list of OSM waterway values such as ['river', 'stream']")
+            waterways = list(RiskConfig.waterways)
+        try:
+            return RiskConfig(
+                dem=dem, stage_m=float(stage) if isinstance(stage, int | float) else None, hazard=hazard,
+                classification=str(t.get("classification", RiskConfig.classification)),
+                waterways=tuple(waterways), survey=survey,
+                impassable_from=str(t.get("impassable_from", RiskConfig.impassable_from)),
+                **{k: float(v) for k, v in numbers.items() if isinstance(v, int | float)},
+            )  # fmt: skip
+        except TypeError as exc:
+            self.fail("risk", str(exc))
+            return None
 
     # -- values -----------------------------------------------------------------------
     def table(self, data: dict[str, Any], key: str, *, required: bool = False) -> dict[str, Any]:

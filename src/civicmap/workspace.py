@@ -34,6 +34,7 @@ from civicmap.config import (
 )
 from civicmap.crs import WGS84, local_metric_crs, parse_crs, require_crs, to_crs
 from civicmap.errors import CivicmapError, InputError
+from civicmap.risk_build import build_risk
 from civicmap.sources.osm import read_osm
 from civicmap.sources.raster import reproject_raster, validate_raster, write_cog
 from civicmap.sources.survey import read_form, read_submissions
@@ -160,6 +161,8 @@ class Workspace:
         steps += [(f"rasters[{r.name}]", partial(self._build_raster, r)) for r in self.config.rasters]
         steps += [(f"surveys[{s.name}]", partial(self._build_survey, s)) for s in self.config.surveys]
         steps += [(f"traces[{t.name}]", partial(self._build_traces, t)) for t in self.config.traces]
+        if self.config.risk is not None:
+            steps.append(("risk", self._build_risk))
         rows: list[BuildRow] = []
         with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
             for label, step in bar:
@@ -263,6 +266,9 @@ class Workspace:
                 row.layer, row.kind, row.count, row.crs, row.extent, row.problems, f"{len(traces.trace_ids)} traces"
             )
         ]
+
+    def _build_risk(self) -> list[BuildRow]:
+        return [_row(info, notes=note) for info, note in build_risk(self.store, self.config, self.crs)]
 
     def _store_vector(
         self,
