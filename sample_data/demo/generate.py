@@ -94,6 +94,12 @@ survey = "building_survey"
 impassable_from = "medium"        # streets under more than 0.7 m of water are not walkable
 shelter_walk_min = 10
 health_walk_min = 15
+
+[transit]
+from_osm = true
+traces = "daladala"
+timezone = "Africa/Dar_es_Salaam"
+max_walk_m = 500
 """,
         encoding="utf-8",
     )

@@ -18,6 +18,19 @@ import typer
 import civicmap
 from civicmap.errors import CivicmapError
 from civicmap.impact import PRESETS, classification_for, read_value_map, run_impact, write_impact
+from civicmap.layers.transit import (
+    GTFSFeed,
+    OSMGTFSOptions,
+    ServiceOptions,
+    TraceGTFSOptions,
+    check_gtfs,
+    gtfs_from_osm,
+    gtfs_from_traces,
+    write_gtfs,
+)
+from civicmap.sources.osm import read_osm
+from civicmap.sources.transit import read_gps_traces
+from civicmap.transit_build import walk_graph
 from civicmap.workspace import BuildReport, open_workspace
 
 __all__ = ["DEMO_PROJECT", "app"]
@@ -179,3 +192,67 @@ def impact(  # noqa: PLR0913, PLR0917 - one option per analysis input, as users 
     typer.echo(" ".join(f"{k}={v:g}" for k, v in totals.items()))
     for path in paths.values():
         typer.echo(f"wrote {path}")
+
+
+gtfs_app = typer.Typer(help="GTFS feeds: build from OSM relations or GPS traces, and check.", no_args_is_help=True)
+app.add_typer(gtfs_app, name="gtfs")
+Feed = Annotated[Path, typer.Option("--out", help="The GTFS zip to write.")]
+Zone = Annotated[str, typer.Option(help="IANA time zone of the service, e.g. Africa/Accra.")]
+
+
+@gtfs_app.command("from-osm")
+def gtfs_from_osm_file(
+    osm_file: Annotated[Path, typer.Argument(help=".osm, .osm.bz2 or .osm.pbf")],
+    out: Feed,
+    timezone: Zone = "UTC",
+    agency: str = "civicmap",
+) -> None:
+    """One GTFS route per OSM route_master, one trip pattern per route relation (PTv2)."""
+    try:
+        feed = gtfs_from_osm(
+            read_osm(osm_file), options=OSMGTFSOptions(service=ServiceOptions(agency, timezone=timezone))
+        )
+        _report_feed(feed, write_gtfs(feed, out))
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+
+
+@gtfs_app.command("from-traces")
+def gtfs_from_traces_dir(
+    traces: Annotated[Path, typer.Argument(help="A GPX/CSV trace file or a folder of them.")],
+    project: Annotated[Path, typer.Option(help="Built project whose walk network the traces follow.")],
+    out: Feed,
+    timezone: Zone = "UTC",
+) -> None:
+    """Routes, stops, travel times and headways from repeated GPS runs (matched to the project's streets)."""
+    try:
+        ws = open_workspace(project)
+        gps = read_gps_traces(traces, area=ws.bbox)
+        options = TraceGTFSOptions(service=ServiceOptions(ws.name, timezone=timezone))
+        result = gtfs_from_traces(gps, street_graph=walk_graph(ws.store), options=options)
+        _report_feed(result.feed, write_gtfs(result.feed, out))
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+
+
+@gtfs_app.command("check")
+def gtfs_check(feed: Annotated[Path, typer.Argument(help="A GTFS zip or folder.")]) -> None:
+    """List a feed's problems (errors and warnings); exit 1 when there is an error."""
+    try:
+        problems = check_gtfs(feed)
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    for problem in problems:
+        where = f"{problem.file:<16} {problem.field or '':<16} {problem.row_count:>6}"
+        typer.echo(f"{problem.severity:<7} {where}  {problem.message}")
+    errors = sum(p.severity == "error" for p in problems)
+    typer.echo(f"{errors} errors, {len(problems) - errors} warnings")
+    if errors:
+        raise typer.Exit(1)
+
+
+def _report_feed(feed: GTFSFeed, path: Path) -> None:
+    typer.echo(", ".join(f"{name} {count}" for name, count in feed.counts().items()))
+    for problem in feed.problems:
+        typer.echo(f"note: {problem}", err=True)
+    typer.echo(f"wrote {path}")

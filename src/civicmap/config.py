@@ -40,6 +40,12 @@ A project folder holds a ``civicmap.toml`` such as::
     shelter_walk_min = 10
     health_walk_min = 15
 
+    [transit]                    # optional: GTFS feeds and stop coverage
+    from_osm = true              # a feed from the OSM public-transport route relations
+    traces = "daladala"          # a feed from this [[traces]] entry
+    timezone = "Africa/Dar_es_Salaam"
+    max_walk_m = 500
+
 Every problem found is collected and raised at once as a :class:`ConfigError` whose
 lines name the key path (``rasters[1].path``) and the fix. Relative paths are resolved
 against the project folder.
@@ -52,6 +58,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from civicmap.crs import parse_crs
 from civicmap.errors import ConfigError, NotFoundError
@@ -67,6 +74,7 @@ __all__ = [
     "RiskConfig",
     "SurveySourceConfig",
     "TraceSourceConfig",
+    "TransitConfig",
     "read_project_config",
 ]
 
@@ -142,6 +150,19 @@ class RiskConfig:
 
 
 @dataclass(frozen=True)
+class TransitConfig:
+    """GTFS feeds from OSM route relations and/or GPS traces, and walking coverage of their stops."""
+
+    from_osm: bool = True
+    traces: str | None = None
+    """Name of a ``[[traces]]`` entry to build a feed from."""
+    timezone: str = "UTC"
+    """IANA time zone of the service (``agency_timezone``)."""
+    max_walk_m: float = 500.0
+    """Walking distance to a stop that counts as served (SDG 11.2.1 uses 500 m), metres."""
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """A whole ``civicmap.toml``, validated, with paths made absolute."""
 
@@ -157,6 +178,7 @@ class ProjectConfig:
     surveys: tuple[SurveySourceConfig, ...]
     traces: tuple[TraceSourceConfig, ...]
     risk: RiskConfig | None = None
+    transit: TransitConfig | None = None
 
 
 def read_project_config(folder: str | Path) -> ProjectConfig:
@@ -188,7 +210,7 @@ class _Parser:
         self.problems.append(f"{key}: {message}")
 
     def project(self, data: dict[str, Any]) -> ProjectConfig:
-        known = {"project", "area", "store", "osm", "rasters", "surveys", "traces", "risk"}
+        known = {"project", "area", "store", "osm", "rasters", "surveys", "traces", "risk", "transit"}
         for key in sorted(set(data) - known):
             self.fail(key, f"unknown table; expected one of {sorted(known)}")
         proj = self.table(data, "project")
@@ -212,6 +234,8 @@ class _Parser:
         )
         if "risk" in data:
             config = replace(config, risk=self.risk(self.table(data, "risk"), config))
+        if "transit" in data:
+            config = replace(config, transit=self.transit(self.table(data, "transit"), config))
         self.unique_names(config)
         if self.problems:
             raise ConfigError(f"{self.file} has {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems))
@@ -313,6 +337,27 @@ class _Parser:
         except TypeError as exc:
             self.fail("risk", str(exc))
             return None
+
+    def transit(self, t: dict[str, Any], config: ProjectConfig) -> TransitConfig:
+        known = set(TransitConfig.__dataclass_fields__)
+        for key in sorted(set(t) - known):
+            self.fail(f"transit.{key}", f"unknown key; expected one of {sorted(known)}")
+        traces = t.get("traces")
+        if traces is not None and traces not in {x.name for x in config.traces}:
+            self.fail("transit.traces", f"{traces!r} is not a [[traces]] entry")
+        from_osm = t.get("from_osm", True)
+        if not isinstance(from_osm, bool):
+            self.fail("transit.from_osm", f"{from_osm!r} must be true or false")
+        walk = t.get("max_walk_m", TransitConfig.max_walk_m)
+        if not isinstance(walk, int | float) or walk <= 0:
+            self.fail("transit.max_walk_m", f"{walk!r} must be a positive distance in metres")
+            walk = TransitConfig.max_walk_m
+        zone = self.string(t, "transit.timezone") or TransitConfig.timezone
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail("transit.timezone", f"{zone!r} is not an IANA time zone such as 'Africa/Nairobi'")
+        return TransitConfig(from_osm=bool(from_osm), traces=traces, timezone=zone, max_walk_m=float(walk))
 
     # -- values -----------------------------------------------------------------------
     def table(self, data: dict[str, Any], key: str, *, required: bool = False) -> dict[str, Any]:

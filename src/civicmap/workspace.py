@@ -35,12 +35,13 @@ from civicmap.config import (
 from civicmap.crs import WGS84, local_metric_crs, parse_crs, require_crs, to_crs
 from civicmap.errors import CivicmapError, InputError
 from civicmap.risk_build import build_risk
-from civicmap.sources.osm import read_osm
+from civicmap.sources.osm import OSMData, read_osm
 from civicmap.sources.raster import reproject_raster, validate_raster, write_cog
 from civicmap.sources.survey import read_form, read_submissions
 from civicmap.sources.transit import read_gps_traces
 from civicmap.sources.vector import read_vector
 from civicmap.store import LayerInfo, Store, open_store
+from civicmap.transit_build import build_transit
 from civicmap.types import BBox, Provenance
 
 __all__ = ["BuildReport", "BuildRow", "Workspace", "open_workspace"]
@@ -125,6 +126,7 @@ class Workspace:
         if not self.crs.is_projected:
             raise InputError(f"workspace CRS {self.crs.to_string()} is not projected; analysis needs metres")
         self.store: Store = store or open_store(config.store_url)
+        self._osm: OSMData | None = None
 
     def __repr__(self) -> str:
         return f"Workspace({self.config.name!r}, crs={self.crs.to_string()}, store={self.store.url!r})"
@@ -163,6 +165,8 @@ class Workspace:
         steps += [(f"traces[{t.name}]", partial(self._build_traces, t)) for t in self.config.traces]
         if self.config.risk is not None:
             steps.append(("risk", self._build_risk))
+        if self.config.transit is not None:
+            steps.append(("transit", self._build_transit))
         rows: list[BuildRow] = []
         with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
             for label, step in bar:
@@ -178,6 +182,7 @@ class Workspace:
     def _build_osm(self) -> list[BuildRow]:
         assert self.config.osm is not None
         osm = read_osm(self.config.osm.path, area=self.area)
+        self._osm = osm  # kept for the analysis steps of this build (transit relations)
         report = osm.report
         provenance = Provenance(str(self.config.osm.path), self.config.osm.licence, details=report.to_dict())
         rows = []
@@ -266,6 +271,10 @@ class Workspace:
                 row.layer, row.kind, row.count, row.crs, row.extent, row.problems, f"{len(traces.trace_ids)} traces"
             )
         ]
+
+    def _build_transit(self) -> list[BuildRow]:
+        rows = build_transit(self.store, self.config, self.crs, osm=self._osm)
+        return [_row(info, notes=note) for info, note in rows]
 
     def _build_risk(self) -> list[BuildRow]:
         return [_row(info, notes=note) for info, note in build_risk(self.store, self.config, self.crs)]

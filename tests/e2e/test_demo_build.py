@@ -146,3 +146,16 @@ def test_demo_risk_layers(built):
     # the flood (4 m above the bed = 2.5 m above normal river level) wets the valley, not the planned grid:
     # affected buildings are the smaller, crowded, more vulnerable ones
     assert affected["vulnerability"].mean() > buildings.loc[~buildings["affected"], "vulnerability"].mean()
+
+
+def test_demo_transit_feeds_and_coverage(built):
+    ws, _ = built
+    doc = json.loads(ws.store.read_table("transit_summary")["document"].iloc[0])
+    osm, traces = doc["feeds"]["osm"], doc["feeds"]["traces_daladala"]
+    # three daladala lines, two directions each, from the OSM relations and from the GPS runs
+    assert osm["counts"]["routes"] == traces["counts"]["routes"] == 3
+    assert osm["counts"]["trips"] == traces["counts"]["trips"] == 6
+    assert osm["problems"] == [] and traces["problems"] == []
+    assert 0.5 < doc["coverage"]["share_buildings"] < 0.9
+    uncovered = ws.read_layer("transit_uncovered")
+    assert len(uncovered) == doc["coverage"]["uncovered_cells"] > 0
