@@ -95,6 +95,10 @@ impassable_from = "medium"        # streets under more than 0.7 m of water are n
 shelter_walk_min = 10
 health_walk_min = 15
 
+[settlements]
+resolution = 10
+k = 5
+
 [transit]
 from_osm = true
 traces = "daladala"

@@ -16,8 +16,11 @@ from typing import Annotated
 import typer
 
 import civicmap
+from civicmap.builds.streets import stored_street_graph
+from civicmap.crs import to_wgs84
 from civicmap.errors import CivicmapError
 from civicmap.impact import PRESETS, classification_for, read_value_map, run_impact, write_impact
+from civicmap.layers.settlements import settlement_analysis
 from civicmap.layers.transit import (
     GTFSFeed,
     OSMGTFSOptions,
@@ -30,7 +33,6 @@ from civicmap.layers.transit import (
 )
 from civicmap.sources.osm import read_osm
 from civicmap.sources.transit import read_gps_traces
-from civicmap.transit_build import walk_graph
 from civicmap.workspace import BuildReport, open_workspace
 
 __all__ = ["DEMO_PROJECT", "app"]
@@ -229,7 +231,7 @@ def gtfs_from_traces_dir(
         ws = open_workspace(project)
         gps = read_gps_traces(traces, area=ws.bbox)
         options = TraceGTFSOptions(service=ServiceOptions(ws.name, timezone=timezone))
-        result = gtfs_from_traces(gps, street_graph=walk_graph(ws.store), options=options)
+        result = gtfs_from_traces(gps, street_graph=stored_street_graph(ws.store, "walk"), options=options)
         _report_feed(result.feed, write_gtfs(result.feed, out))
     except CivicmapError as exc:
         raise _fail(exc) from exc
@@ -256,3 +258,28 @@ def _report_feed(feed: GTFSFeed, path: Path) -> None:
     for problem in feed.problems:
         typer.echo(f"note: {problem}", err=True)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def settlements(
+    osm_file: Annotated[Path, typer.Argument(help=".osm, .osm.bz2 or .osm.pbf")],
+    out: Annotated[Path, typer.Option(help="Folder for cells.gpkg (public cells, EPSG:4326) and service_gaps.csv.")],
+    resolution: Annotated[int, typer.Option(help="H3 resolution (10: cells of about 0.015 km²).")] = 10,
+    k: Annotated[int, typer.Option(help="Cells with fewer buildings are not written.")] = 5,
+) -> None:
+    """Building morphology, street and service access, an H3 grid and the informality index from an OSM file."""
+    try:
+        osm = read_osm(osm_file)
+        result = settlement_analysis(osm.buildings, osm.roads, osm.street_graph("walk"), osm.amenities,
+                                     transit_stops=osm.transit_stops, resolution=resolution, k=k)  # fmt: skip
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    cells = to_wgs84(result.public, name="cells")
+    cells.attrs = {}
+    (out / "cells.gpkg").unlink(missing_ok=True)
+    cells.to_file(out / "cells.gpkg", layer="cells", driver="GPKG")
+    result.gaps.to_csv(out / "service_gaps.csv")
+    counts = result.cells["informality_class"].value_counts().to_dict()
+    typer.echo(f"{len(result.cells)} cells ({len(cells)} with >= {k} buildings written): {counts}")
+    typer.echo(f"wrote {out / 'cells.gpkg'}, {out / 'service_gaps.csv'}")

@@ -40,6 +40,10 @@ A project folder holds a ``civicmap.toml`` such as::
     shelter_walk_min = 10
     health_walk_min = 15
 
+    [settlements]                # optional: morphology, access, H3 grid and informality index
+    resolution = 10              # H3 resolution (10: cells of about 0.015 km²)
+    k = 5                        # cells with fewer buildings are not published
+
     [transit]                    # optional: GTFS feeds and stop coverage
     from_osm = true              # a feed from the OSM public-transport route relations
     traces = "daladala"          # a feed from this [[traces]] entry
@@ -72,6 +76,7 @@ __all__ = [
     "ProjectConfig",
     "RasterSourceConfig",
     "RiskConfig",
+    "SettlementsConfig",
     "SurveySourceConfig",
     "TraceSourceConfig",
     "TransitConfig",
@@ -150,6 +155,14 @@ class RiskConfig:
 
 
 @dataclass(frozen=True)
+class SettlementsConfig:
+    """The informal-settlement grid: H3 resolution and the smallest published cell (buildings)."""
+
+    resolution: int = 10
+    k: int = 5
+
+
+@dataclass(frozen=True)
 class TransitConfig:
     """GTFS feeds from OSM route relations and/or GPS traces, and walking coverage of their stops."""
 
@@ -179,6 +192,7 @@ class ProjectConfig:
     traces: tuple[TraceSourceConfig, ...]
     risk: RiskConfig | None = None
     transit: TransitConfig | None = None
+    settlements: SettlementsConfig | None = None
 
 
 def read_project_config(folder: str | Path) -> ProjectConfig:
@@ -210,7 +224,7 @@ class _Parser:
         self.problems.append(f"{key}: {message}")
 
     def project(self, data: dict[str, Any]) -> ProjectConfig:
-        known = {"project", "area", "store", "osm", "rasters", "surveys", "traces", "risk", "transit"}
+        known = {"project", "area", "store", "osm", "rasters", "surveys", "traces", "risk", "transit", "settlements"}
         for key in sorted(set(data) - known):
             self.fail(key, f"unknown table; expected one of {sorted(known)}")
         proj = self.table(data, "project")
@@ -234,6 +248,8 @@ class _Parser:
         )
         if "risk" in data:
             config = replace(config, risk=self.risk(self.table(data, "risk"), config))
+        if "settlements" in data:
+            config = replace(config, settlements=self.settlements(self.table(data, "settlements")))
         if "transit" in data:
             config = replace(config, transit=self.transit(self.table(data, "transit"), config))
         self.unique_names(config)
@@ -337,6 +353,21 @@ class _Parser:
         except TypeError as exc:
             self.fail("risk", str(exc))
             return None
+
+    def settlements(self, t: dict[str, Any]) -> SettlementsConfig:
+        known = set(SettlementsConfig.__dataclass_fields__)
+        for key in sorted(set(t) - known):
+            self.fail(f"settlements.{key}", f"unknown key; expected one of {sorted(known)}")
+        resolution, k = t.get("resolution", SettlementsConfig.resolution), t.get("k", SettlementsConfig.k)
+        if not isinstance(resolution, int) or not 0 <= resolution <= 15:
+            self.fail(
+                "settlements.resolution", f"{resolution!r} must be an H3 resolution from 0 to 15 (10 ~ 0.015 km²)"
+            )
+            resolution = SettlementsConfig.resolution
+        if not isinstance(k, int) or k < 1:
+            self.fail("settlements.k", f"{k!r} must be a whole number of buildings >= 1")
+            k = SettlementsConfig.k
+        return SettlementsConfig(resolution=resolution, k=k)
 
     def transit(self, t: dict[str, Any], config: ProjectConfig) -> TransitConfig:
         known = set(TransitConfig.__dataclass_fields__)

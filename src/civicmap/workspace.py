@@ -25,6 +25,9 @@ from pyproj import CRS
 from rasterio.warp import transform_bounds
 from tqdm.auto import tqdm
 
+from civicmap.builds.risk import build_risk
+from civicmap.builds.settlements import build_settlements
+from civicmap.builds.transit import build_transit
 from civicmap.config import (
     ProjectConfig,
     RasterSourceConfig,
@@ -34,14 +37,12 @@ from civicmap.config import (
 )
 from civicmap.crs import WGS84, local_metric_crs, parse_crs, require_crs, to_crs
 from civicmap.errors import CivicmapError, InputError
-from civicmap.risk_build import build_risk
 from civicmap.sources.osm import OSMData, read_osm
 from civicmap.sources.raster import reproject_raster, validate_raster, write_cog
 from civicmap.sources.survey import read_form, read_submissions
 from civicmap.sources.transit import read_gps_traces
 from civicmap.sources.vector import read_vector
 from civicmap.store import LayerInfo, Store, open_store
-from civicmap.transit_build import build_transit
 from civicmap.types import BBox, Provenance
 
 __all__ = ["BuildReport", "BuildRow", "Workspace", "open_workspace"]
@@ -167,6 +168,8 @@ class Workspace:
             steps.append(("risk", self._build_risk))
         if self.config.transit is not None:
             steps.append(("transit", self._build_transit))
+        if self.config.settlements is not None:
+            steps.append(("settlements", self._build_settlements))
         rows: list[BuildRow] = []
         with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
             for label, step in bar:
@@ -275,6 +278,9 @@ class Workspace:
     def _build_transit(self) -> list[BuildRow]:
         rows = build_transit(self.store, self.config, self.crs, osm=self._osm)
         return [_row(info, notes=note) for info, note in rows]
+
+    def _build_settlements(self) -> list[BuildRow]:
+        return [_row(info, notes=note) for info, note in build_settlements(self.store, self.config, self.crs)]
 
     def _build_risk(self) -> list[BuildRow]:
         return [_row(info, notes=note) for info, note in build_risk(self.store, self.config, self.crs)]

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
 import rasterio
 from typer.testing import CliRunner
@@ -159,3 +160,24 @@ def test_demo_transit_feeds_and_coverage(built):
     assert 0.5 < doc["coverage"]["share_buildings"] < 0.9
     uncovered = ws.read_layer("transit_uncovered")
     assert len(uncovered) == doc["coverage"]["uncovered_cells"] > 0
+
+
+def test_demo_settlement_layers(built):
+    ws, _ = built
+    public = ws.read_layer("settlement_cells")
+    private = ws.store.layer_info("settlement_cells_private")
+    assert public["building_count"].min() >= 5  # k-anonymity: small cells are never public
+    assert private.meta["public"] is False and ws.store.layer_info("settlement_buildings").meta["public"] is False
+    assert private.feature_count > len(public)
+    assert set(public["informality_class"]) == {"likely", "possible", "unlikely"}
+    assert public["hazard_share"].between(0, 1).all() and public["hazard_share"].max() > 0.5  # the flooded valley
+    gaps = ws.store.read_table("service_gaps")
+    assert {"water", "sanitation", "health", "school", "shelter", "transit"} <= set(gaps.index)
+
+
+def test_settlements_cli_on_an_osm_file(tmp_path):
+    result = CliRunner().invoke(app, ["settlements", str(DEMO_PROJECT / "city.osm"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    cells = gpd.read_file(tmp_path / "cells.gpkg")
+    assert cells.crs.to_epsg() == 4326 and cells["building_count"].min() >= 5
+    assert (tmp_path / "service_gaps.csv").read_text().startswith("service,missing")

@@ -10,14 +10,17 @@ from civicmap.layers.settlements.change import building_changes
 from civicmap.layers.settlements.grid import settlement_grid
 from civicmap.layers.settlements.index import informality_index, public_cells
 from civicmap.layers.settlements.morphology import building_morphology
+from civicmap.layers.settlements.pipeline import SettlementAnalysis, settlement_analysis
 
 __all__ = [
+    "SettlementAnalysis",
     "building_changes",
     "building_morphology",
     "informality_index",
     "public_cells",
     "service_access",
     "service_gaps",
+    "settlement_analysis",
     "settlement_grid",
     "street_access",
     "street_intersections",

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import networkx as nx
-import osmnx as ox
 import pandas as pd
 from pyproj import CRS
 
+from civicmap.builds.streets import stored_street_graph
 from civicmap.config import ProjectConfig
 from civicmap.crs import WGS84
 from civicmap.layers.transit import (
@@ -42,7 +41,7 @@ from civicmap.sources.transit import GPSTraces
 from civicmap.store import LayerInfo, Store
 from civicmap.types import Provenance
 
-__all__ = ["build_transit", "feeds_folder", "walk_graph"]
+__all__ = ["build_transit", "feeds_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def build_transit(store: Store, config: ProjectConfig, crs: CRS, *, osm: OSMData
     feeds: dict[str, GTFSFeed] = {}
     if transit.from_osm and osm is not None and len(osm.transit_routes):
         feeds["osm"] = gtfs_from_osm(osm, options=OSMGTFSOptions(service=service))
-    walk = walk_graph(store)
+    walk = stored_street_graph(store, "walk")
     if transit.traces is not None:
         points = store.read_layer(f"traces_{transit.traces}").to_crs(WGS84)
         traces = GPSTraces(points=points, problems=(), provenance=Provenance(f"traces_{transit.traces}"))
@@ -93,11 +92,3 @@ def build_transit(store: Store, config: ProjectConfig, crs: CRS, *, osm: OSMData
     table = pd.DataFrame({"document": [json.dumps(summary, default=str)]})
     written.append((store.write_table("transit_summary", table, provenance=provenance), "JSON document"))
     return written
-
-
-def walk_graph(store: Store) -> nx.MultiDiGraph:
-    """The stored walking network as an osmnx graph in EPSG:4326 (what the transit functions take)."""
-    nodes = store.read_layer("streets_walk_nodes").to_crs(WGS84)
-    edges = store.read_layer("streets_walk_edges").to_crs(WGS84).set_index(["u", "v", "key"])
-    nodes["x"], nodes["y"] = nodes.geometry.x, nodes.geometry.y
-    return ox.graph_from_gdfs(nodes, edges)
