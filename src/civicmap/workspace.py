@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import networkx as nx
 import osmnx as ox
 import pandas as pd
 import shapely
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from civicmap.builds.risk import build_risk
 from civicmap.builds.settlements import build_settlements
+from civicmap.builds.streets import stored_street_graph
 from civicmap.builds.transit import build_transit
 from civicmap.config import (
     ProjectConfig,
@@ -150,6 +152,10 @@ class Workspace:
         """A stored vector layer, in the workspace CRS unless ``crs`` says otherwise."""
         gdf = self.store.read_layer(name, bbox=bbox)
         return to_crs(gdf, crs, name=name) if crs is not None else gdf
+
+    def street_graph(self, network: str = "walk") -> nx.MultiDiGraph:
+        """The stored street network (``"walk"`` or ``"drive"``) as an osmnx graph in EPSG:4326 (lengths in m)."""
+        return stored_street_graph(self.store, network)
 
     def build(self, *, progress: bool = True) -> BuildReport:
         """Read every source into the workspace CRS and write the layers to the store.
