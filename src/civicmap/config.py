@@ -234,6 +234,9 @@ class _Parser:
         store_url = self.string(store, "store.url") or f".civicmap/{_slug(name)}.gpkg"
         if not re.match(r"^[a-z]+://", store_url):
             store_url = str(self.root / store_url)
+        elif store_url.startswith(("postgresql://", "postgres://")) and "raster_dir=" not in store_url:
+            # rasters of a PostGIS workspace live in the project folder, not the working directory
+            store_url += ("&" if "?" in store_url else "?") + f"raster_dir={self.root / '.civicmap' / 'rasters'}"
         config = ProjectConfig(
             root=self.root,
             name=name,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -18,23 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pyogrio
-import rasterio
-from pyproj import CRS
-from rasterio.warp import transform_bounds
 
 from civicmap.errors import InputError, NotFoundError, StoreError
-from civicmap.store.base import LayerInfo, LayerKind
+from civicmap.store.base import (
+    CATALOG_TABLE,
+    LayerInfo,
+    LayerKind,
+    raster_entry,
+    restore_index,
+    storable_frame,
+    vector_entry,
+)
+from civicmap.store.base import check_layer_name as _check_name
 from civicmap.types import BBox, Provenance
 
 __all__ = ["GeoPackageStore"]
 
 log = logging.getLogger(__name__)
 
-_CATALOG = "civicmap_layers"
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_CATALOG = CATALOG_TABLE
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {_CATALOG} (
     name TEXT PRIMARY KEY, kind TEXT NOT NULL, feature_count INTEGER NOT NULL,
@@ -42,7 +45,6 @@ CREATE TABLE IF NOT EXISTS {_CATALOG} (
     version INTEGER NOT NULL, updated_at TEXT NOT NULL,
     provenance TEXT, problems TEXT, path TEXT, meta TEXT
 )"""
-_INDEX_COLUMN = "civicmap_index"
 
 
 class GeoPackageStore:
@@ -82,28 +84,16 @@ class GeoPackageStore:
         _check_name(name)
         if gdf.crs is None:
             raise InputError(f"layer {name!r} has no CRS; set one before storing it")
-        frame, index_meta = _storable(gdf)
+        frame, index_meta = storable_frame(gdf)
         self._prepare()
         pyogrio.write_dataframe(frame, self.path, layer=name, driver="GPKG")
-        crs = CRS.from_user_input(gdf.crs)
-        bounds = _bounds(gdf) if len(gdf) else None
-        bounds84 = _bounds(gdf.to_crs(4326)) if bounds else None
-        types = gdf.geom_type.dropna().unique()
-        info = dict(
-            kind="vector",
-            feature_count=len(gdf),
-            crs=crs.to_string(),
-            bounds=bounds,
-            bounds_wgs84=bounds84,
-            geometry_type=types[0] if len(types) == 1 else ("Geometry" if len(types) else None),
-            meta={**(meta or {}), **index_meta},
-        )
+        info = vector_entry(gdf, {**(meta or {}), **index_meta})
         return self._record(name, info, provenance, problems)
 
     def write_table(self, name: str, df: pd.DataFrame, *, provenance: Provenance | None = None) -> LayerInfo:
         """Write (replace) a table without geometry (e.g. survey row errors)."""
         _check_name(name)
-        frame, index_meta = _storable(pd.DataFrame(df))
+        frame, index_meta = storable_frame(pd.DataFrame(df))
         self._prepare()
         pyogrio.write_dataframe(frame, self.path, layer=name, driver="GPKG")
         info = dict(kind="table", feature_count=len(df), meta=index_meta)
@@ -127,20 +117,7 @@ class GeoPackageStore:
         path = self.raster_path(name)
         if not path.is_file():
             raise NotFoundError(f"raster {name!r}: no file at {path}; write it before registering")
-        with rasterio.open(path) as src:
-            bounds = BBox(*src.bounds)
-            crs = CRS.from_user_input(src.crs) if src.crs else None
-            bounds84 = BBox(*transform_bounds(src.crs, "EPSG:4326", *src.bounds)) if src.crs else None
-            size = {"width": src.width, "height": src.height, "count": src.count, "dtype": src.dtypes[0]}
-        info = dict(
-            kind="raster",
-            feature_count=size["width"] * size["height"],
-            crs=crs.to_string() if crs else None,
-            bounds=bounds,
-            bounds_wgs84=bounds84,
-            path=str(path),
-            meta={**(meta or {}), **size},
-        )
+        info = raster_entry(path, meta)
         self._prepare()
         return self._record(name, info, provenance, problems)
 
@@ -154,14 +131,14 @@ class GeoPackageStore:
             None if columns is None else [*columns, *([info.meta["index"]] if info.meta.get("index") else [])]
         )
         gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=tuple(bbox) if bbox else None, columns=read_columns)
-        return _restore_index(gdf, info)
+        return restore_index(gdf, info)
 
     def read_table(self, name: str) -> pd.DataFrame:
         """Read table ``name``."""
         info = self.layer_info(name)
         if info.kind != "table":
             raise InputError(f"layer {name!r} is a {info.kind}, not a table")
-        return _restore_index(pd.DataFrame(pyogrio.read_dataframe(self.path, layer=name, read_geometry=False)), info)
+        return restore_index(pd.DataFrame(pyogrio.read_dataframe(self.path, layer=name, read_geometry=False)), info)
 
     def layers(self) -> list[LayerInfo]:
         """Every catalogued layer, sorted by name (empty if the file does not exist yet)."""
@@ -238,51 +215,6 @@ class GeoPackageStore:
             con.execute("COMMIT")
         log.debug("stored %s %s v%d", info["kind"], name, version)
         return self.layer_info(name)
-
-
-def _check_name(name: str) -> None:
-    if not _NAME.match(name) or name == _CATALOG:
-        raise InputError(
-            f"layer name {name!r} must be lower-case letters, digits and _ (at most 63), starting with a letter"
-        )
-
-
-def _bounds(gdf: gpd.GeoDataFrame) -> BBox | None:
-    b = gdf.geometry.total_bounds
-    return BBox(*map(float, b)) if np.isfinite(b).all() else None
-
-
-def _storable(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Copy with the index as a column and list/dict values as JSON text (GeoPackage has no arrays)."""
-    out = df.copy()
-    index: dict[str, Any] = {"index": None}
-    if not isinstance(out.index, pd.RangeIndex):
-        name = str(out.index.name) if out.index.name is not None else _INDEX_COLUMN
-        index = {"index": name, "index_is_column": name in out.columns}
-        out = out.reset_index(drop=True) if name in out.columns else out.rename_axis(name).reset_index()
-    geometry = out.geometry.name if isinstance(out, gpd.GeoDataFrame) else None
-    for col in out.columns:
-        if col == geometry or out[col].dtype != object:
-            continue
-        nested = out[col].map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
-        if nested.any():
-            out[col] = out[col].map(
-                lambda v: (
-                    json.dumps(list(v) if isinstance(v, set | tuple | np.ndarray) else v, default=str)
-                    if isinstance(v, list | tuple | dict | set | np.ndarray)
-                    else v
-                )
-            )
-    return out, index
-
-
-def _restore_index(df: pd.DataFrame, info: LayerInfo) -> Any:
-    index = info.meta.get("index")
-    if index and index in df.columns:
-        df = df.set_index(index, drop=not info.meta.get("index_is_column", False))
-        if index == _INDEX_COLUMN:
-            df.index.name = None
-    return df
 
 
 def _info_from_row(row: sqlite3.Row) -> LayerInfo:
