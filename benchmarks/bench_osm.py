@@ -11,7 +11,9 @@ Each tool reads buildings, roads/driving network and builds a driving graph:
   "drive" filter with their nodes for ``graph_from_xml`` (what an Overpass drive query returns;
   ``graph_from_xml`` itself would turn every way, buildings included, into streets).
 
-Prints a markdown table of medians and ratios to civicmap. Needs the ``bench`` extra (pyrosm).
+civicmap and pyrosm are timed in alternating rounds (civicmap, pyrosm, civicmap, ...), so that
+a change of load on a shared machine hits both alike. Prints a markdown table of median wall
+and CPU (process) times and wall-time ratios to civicmap. Needs the ``bench`` extra (pyrosm).
 """
 
 from __future__ import annotations
@@ -37,14 +39,21 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 PBF = REALDATA / "osm" / "trufi_duitama_colombia.osm.pbf"
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    times, result = [], None
+def timed(fns: dict[str, Callable[[], Any]], repeat: int) -> list[tuple[str, float, float, Any, int]]:
+    """``(name, median wall s, median CPU s, last result, runs)`` per function, run in alternating rounds."""
+    walls: dict[str, list[float]] = {name: [] for name in fns}
+    cpus: dict[str, list[float]] = {name: [] for name in fns}
+    results: dict[str, Any] = {}
     for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            gc.collect()
+            start, cpu = time.perf_counter(), time.process_time()
+            results[name] = fn()
+            walls[name].append(time.perf_counter() - start)
+            cpus[name].append(time.process_time() - cpu)
+    return [
+        (name, statistics.median(walls[name]), statistics.median(cpus[name]), results[name], repeat) for name in fns
+    ]
 
 
 def run_civicmap() -> str:
@@ -93,17 +102,16 @@ def main() -> None:
     parser.add_argument("--slow-repeat", type=int, default=3)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows = [("civicmap", *timed(run_civicmap, args.repeat), args.repeat)]
-    rows.append(("pyrosm", *timed(run_pyrosm, args.repeat), args.repeat))
+    rows = timed({"civicmap": run_civicmap, "pyrosm": run_pyrosm}, args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         full, drive = write_xml(Path(tmp))
-        rows.append(("osmnx (from XML)", *timed(lambda: run_osmnx(full, drive), args.slow_repeat), args.slow_repeat))
+        rows += timed({"osmnx (from XML)": lambda: run_osmnx(full, drive)}, args.slow_repeat)
     base = rows[0][1]
-    print(f"Duitama PBF ({PBF.stat().st_size / 1e6:.2f} MB), median wall time\n")
-    print("| tool | median s | × civicmap | runs | result |")
-    print("|---|---:|---:|---:|---|")
-    for name, seconds, result, runs in rows:
-        print(f"| {name} | {seconds:.2f} | {seconds / base:.2f} | {runs} | {result} |")
+    print(f"Duitama PBF ({PBF.stat().st_size / 1e6:.2f} MB), median wall and CPU time\n")
+    print("| tool | median s | CPU s | × civicmap | runs | result |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, seconds, cpu, result, runs in rows:
+        print(f"| {name} | {seconds:.2f} | {cpu:.2f} | {seconds / base:.2f} | {runs} | {result} |")
 
 
 if __name__ == "__main__":

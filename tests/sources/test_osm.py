@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import zipfile
 from pathlib import Path
@@ -286,3 +287,65 @@ def test_fetch_osm_small_area(tmp_path: Path) -> None:
     assert len(data.roads) > 10 and len(data.buildings) > 10
     assert data.provenance.source.startswith("Overpass")
     assert 53098262 in data.street_graph("all")
+
+
+# --- the array-built street graph against osmnx's own graph functions --------------------------
+
+
+def _graph_rows(graph: object) -> tuple[list[object], list[object]]:
+    """Nodes and edges of a graph in iteration order, geometries as WKB (comparable with ==)."""
+    nodes = list(graph.nodes(data=True))  # type: ignore[attr-defined]
+    edges = [
+        (u, v, k, {a: (b.wkb if a == "geometry" else b) for a, b in d.items()})
+        for u, v, k, d in graph.edges(keys=True, data=True)  # type: ignore[attr-defined]
+    ]
+    return nodes, edges
+
+
+def _osmnx_simplified(raw: object) -> object:
+    """osmnx's simplify_graph and count_streets_per_node on our unsimplified graph (the reference path)."""
+    expected = ox.simplify_graph(raw)
+    for node, count in ox.stats.count_streets_per_node(expected).items():
+        expected.nodes[node]["street_count"] = count
+    return expected
+
+
+@pytest.mark.parametrize("network", ["drive", "walk"])
+def test_duitama_simplified_graph_equals_osmnx_simplify(duitama: OSMData, network: str) -> None:
+    # civicmap simplifies on arrays; osmnx's simplify_graph on the same unsimplified graph must
+    # give the very same nodes, edges, keys, attributes (merged osmid lists, summed lengths,
+    # geometries), street counts, and even the same iteration order.
+    raw = duitama.street_graph(network, retain_all=True, simplify=False)
+    ours = duitama.street_graph(network, retain_all=True)
+    expected = _osmnx_simplified(raw)
+    assert _graph_rows(ours) == _graph_rows(expected)
+    assert (len(ours), len(ours.edges)) == ((3691, 9124) if network == "drive" else (6519, 16948))
+
+
+def test_duitama_largest_component_equals_osmnx(duitama: OSMData) -> None:
+    raw = duitama.street_graph("drive", retain_all=True, simplify=False)
+    largest = ox.truncate.largest_component(raw)
+    ours = duitama.street_graph("drive", simplify=False)
+    assert list(ours.nodes) == sorted(largest.nodes)
+    assert set(ours.edges(keys=True)) == set(largest.edges(keys=True))
+    # lengths are osmnx's great-circle metres, to the last bit
+    recomputed = ox.distance.add_edge_lengths(ours.copy())
+    assert all(d["length"] == ours.edges[u, v, k]["length"] for u, v, k, d in recomputed.edges(keys=True, data=True))
+    # and the default graph is osmnx's simplification of that component
+    nodes, edges = _graph_rows(_osmnx_simplified(largest))
+    ours_nodes, ours_edges = _graph_rows(duitama.street_graph("drive"))
+    assert dict(ours_nodes) == dict(nodes)
+    assert {(u, v, k): d for u, v, k, d in ours_edges} == {(u, v, k): d for u, v, k, d in edges}
+
+
+def test_read_osm_leaves_garbage_collector_as_it_was(tiny: Path) -> None:
+    # read_osm pauses the cyclic garbage collector while it allocates; it must restore it.
+    assert gc.isenabled()
+    read_osm(tiny).street_graph("all")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        read_osm(tiny)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -27,6 +27,7 @@ __all__ = [
     "points_frame",
     "routes_frame",
     "stops_frame",
+    "tag_table",
     "waterway_frame",
 ]
 
@@ -42,15 +43,31 @@ def empty_frame(columns: Sequence[str]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=CRS, index=frame.index), crs=CRS)
 
 
+def tag_table(
+    tags: Sequence[Mapping[str, str | None]] | Sequence[tuple[str | None, ...]], columns: Sequence[str]
+) -> np.ndarray:
+    """Tag values as a 2-D object array (rows x ``columns``; None where absent), built in one go.
+
+    Rows are value tuples in ``columns`` order, or dicts (then looked up by column name).
+    """
+    if tags and isinstance(tags[0], Mapping):
+        tags = [tuple(map(row.get, columns)) for row in tags]  # type: ignore[union-attr]
+    table = np.empty((len(tags), len(columns)), dtype=object)
+    if len(tags) > 0:
+        table[:] = tags
+    return table
+
+
 def _frame(
-    ids: Sequence[str], tags: Sequence[Mapping[str, str | None]], columns: Sequence[str], geoms: np.ndarray
+    ids: Sequence[str],
+    tags: Sequence[Mapping[str, str | None]] | Sequence[tuple[str | None, ...]],
+    columns: Sequence[str],
+    geoms: np.ndarray,
 ) -> gpd.GeoDataFrame:
     if not len(ids):
         return empty_frame(columns)
-    records = pd.DataFrame.from_records(list(tags), columns=list(columns))
-    records = records.astype(object).where(records.notna(), None)
     ids_arr = pd.Index(list(ids), dtype=object, name="osm_id")
-    records.index = ids_arr
+    records = pd.DataFrame(tag_table(tags, columns), columns=list(columns), index=ids_arr, dtype=object)
     records.insert(0, "osm_type", [_OSM_TYPES[i[0]] for i in ids])
     records.insert(0, "osm_id", list(ids))
     return gpd.GeoDataFrame(records, geometry=gpd.GeoSeries(geoms, index=ids_arr, crs=CRS), crs=CRS)
@@ -147,7 +164,7 @@ def stops_frame(rows: Rows, columns: Sequence[str], member_nodes: dict[int, tupl
         return tagged
     xy = np.asarray([member_nodes[n] for n in extra], dtype=float)
     ids = [f"n{n}" for n in extra]
-    untagged = _frame(ids, [{}] * len(ids), columns, shapely.points(xy))
+    untagged = _frame(ids, [(None,) * len(columns)] * len(ids), columns, shapely.points(xy))
     untagged["route_member_only"] = True
     return gpd.GeoDataFrame(pd.concat([tagged, untagged]), geometry="geometry", crs=CRS)
 
@@ -161,7 +178,7 @@ def _route_members(members: list[tuple[str, int, str]]) -> tuple[list[str], list
 
 def routes_frame(
     relations: RelationIndex,
-    member_wkb: dict[int, str],
+    member_wkb: dict[int, bytes],
     member_nodes: dict[int, tuple[float, float]],
     *,
     columns: Sequence[str],
@@ -170,7 +187,7 @@ def routes_frame(
     """One row per route relation whose ``route`` is in ``modes``; geometry from member ways in order."""
     ids: list[str] = []
     tags: list[dict[str, str | None]] = []
-    line_wkb: list[str] = []
+    line_wkb: list[bytes] = []
     line_owner: list[int] = []
     problems: Counter[str] = Counter()
     for rel_id, rel_tags, members in relations.routes:

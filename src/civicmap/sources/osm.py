@@ -16,7 +16,7 @@ Layers (their tag columns are declared in :mod:`civicmap.sources._osm_scan`):
   on their surface, which is always inside them).
 - ``waterways``: one frame, ``geometry_kind`` "line" (waterway=river/stream/canal/drain/ditch)
   or "area" (natural=water, waterway=riverbank).
-- ``landuse``: polygons with ``landuse=*``.
+- ``landuse``: polygons with ``landuse=*`` (and ``residential``, ``informal`` for HOT-style informal areas).
 - ``transit_stops``: stop nodes (public_transport=platform/stop_position, highway=bus_stop,
   amenity=bus_station, railway=tram_stop/halt) plus untagged stop/platform members of
   route relations (``route_member_only=True``), so that every stop of a route has a position.
@@ -37,6 +37,7 @@ read normally).
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from collections import Counter, OrderedDict
@@ -174,10 +175,28 @@ class OSMData:
         """
         key = (network, retain_all, simplify)
         if key not in self._graphs:
-            self._graphs[key] = build_street_graph(
-                self.street_nodes, self.street_edges, network=network, retain_all=retain_all, simplify=simplify
-            )
+            with _gc_paused():
+                self._graphs[key] = build_street_graph(
+                    self.street_nodes, self.street_edges, network=network, retain_all=retain_all, simplify=simplify
+                )
         return self._graphs[key]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one block, then restore it as it was.
+
+    Reading allocates some 10^5 small acyclic objects (tag tuples, WKB, geometries); each
+    batch would trigger a collection that walks all of them again, about a fifth of the
+    reading time. Nothing made here forms reference cycles, so nothing is left behind.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _check_path(path: str | Path) -> tuple[Path, str]:
@@ -300,7 +319,8 @@ def read_osm(
     clip = _area_geometry(area)
     rules = scan.UseRules.compile(AMENITY_USES if amenity_uses is None else amenity_uses)
     try:
-        result = scan.scan_file(path, rules, progress=progress)
+        with _gc_paused():
+            result = scan.scan_file(path, rules, progress=progress)
     except RuntimeError as exc:
         raise InputError(
             f"{path} could not be read as {kind}: {exc}. The file may be truncated, corrupt or of another "
@@ -310,7 +330,8 @@ def read_osm(
         raise InputError(
             f"{path} holds no tagged OSM nodes, ways or route relations; expected an {kind} extract with data"
         )
-    layers, report = _build_layers(result, frozenset(route_modes))
+    with _gc_paused():
+        layers, report = _build_layers(result, frozenset(route_modes))
     for name in ("buildings", "roads", "amenities", "waterways", "landuse", "transit_stops", "points"):
         layers[name] = _keep_in_area(layers[name], clip)
     layers["transit_routes"] = _keep_in_area(layers["transit_routes"], clip, keep_missing=True)
