@@ -31,6 +31,8 @@ from civicmap.layers.transit import (
     gtfs_from_traces,
     write_gtfs,
 )
+from civicmap.serve import ServiceSettings
+from civicmap.serve import run as run_service
 from civicmap.sources.osm import read_osm
 from civicmap.sources.transit import read_gps_traces
 from civicmap.workspace import BuildReport, open_workspace
@@ -121,12 +123,35 @@ def info(project: Project) -> None:
         )
 
 
+Host = Annotated[str | None, typer.Option(help="Interface to listen on (default CIVICMAP_HOST or 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port (default CIVICMAP_PORT or 8000).")]
+
+
 @app.command()
-def demo(quiet: Quiet = False) -> None:
-    """Build the bundled demo city (fictional Mkondo, Dar es Salaam)."""
+def serve(project: Project, host: Host = None, port: Port = None) -> None:
+    """Serve PROJECT's layers: XYZ tiles, TileJSON, OGC API Features and the web map."""
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    try:
+        settings = ServiceSettings.from_env(**overrides)
+        typer.echo(f"serving {project} at http://{settings.host}:{settings.port}/  (Ctrl+C to stop)")
+        run_service(project, settings=settings)
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def demo(
+    quiet: Quiet = False,
+    host: Host = None,
+    port: Port = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Only build the layers.")] = False,
+) -> None:
+    """Build the bundled demo city (fictional Mkondo, Dar es Salaam), then serve it."""
     if not (DEMO_PROJECT / "civicmap.toml").is_file():
         raise _fail(FileNotFoundError(f"demo project not found at {DEMO_PROJECT}; run from a civicmap source checkout"))
     build(DEMO_PROJECT, quiet=quiet)
+    if not no_serve:
+        serve(DEMO_PROJECT, host=host, port=port)
 
 
 def _numbers(text: str | None) -> list[float] | None:
