@@ -15,10 +15,11 @@ zone's boundary. With ``HazardCut(min_share=x)`` an edge is removed only when mo
 its length lies inside such zones (the zones are dissolved first, so overlaps count once).
 A facility (shelter, clinic) whose geometry intersects such a zone is unusable.
 
-**Graph.** The osmnx MultiDiGraph (or its edges GeoDataFrame with ``u``/``v``) becomes one
-sparse CSR matrix; parallel edges keep the shortest; weights are the edges' ``length``
-(metres, osmnx's great-circle length) or, if absent, their planar length in the metric CRS.
-Walking networks are two-way in osmnx; one-way edges are respected as given.
+**Graph.** :func:`civicmap.layers.network.street_network` turns the osmnx MultiDiGraph (or
+its edges GeoDataFrame with ``u``/``v``) into arrays; parallel edges keep the shortest;
+weights are the edges' ``length`` (metres, osmnx's great-circle length) or, if absent, their
+planar length in the metric CRS. Walking networks are two-way in osmnx; one-way edges are
+respected as given.
 
 **Snapping.** With a KD-tree, a building (a point on its surface) snaps to its nearest graph
 node, the same node with and without the hazard; a facility (its point, or a point on its
@@ -39,11 +40,13 @@ dry one) let them wade anywhere inside a contiguous zone, bridges included, and 
 city the flood then lengthened no walk at all. ``starts_in_hazard`` tells whether the
 building itself touches a closing zone (reported only; it does not change the rule).
 
-**Search.** One multi-source Dijkstra (:func:`scipy.sparse.csgraph.dijkstra`, ``min_only=True``)
-on the reversed graph from every usable facility gives, for every node at once, the distance
-to its nearest facility, the facility and the next node towards it; facilities are extra
-graph nodes linked to their snapped node by their egress leg. Routes are read from the
-predecessor array in lock-step for all requested buildings together.
+**Search.** :func:`civicmap.layers.network.search_targets`: one multi-source Dijkstra
+(``min_only=True``) on the reversed graph of dry streets from every usable facility gives, for
+every node at once, the distance to its nearest facility, the facility and the next node
+towards it; facilities are extra graph nodes linked to their snapped node by their egress leg.
+The way out of the water is a second such search over the flooded streets, with the nodes that
+have a dry street as targets. Routes are read from the predecessor array in lock-step for all
+requested buildings together (:func:`civicmap.layers.network.path_vertices`).
 
 **Walking speed.** Default 1.2 m/s (4.3 km/h): the Highway Capacity Manual (TRB, 2000) design
 walking speed of 4.0 ft/s (1.22 m/s), lowered to 3.5 ft/s (1.07 m/s) by HCM 2010 and the MUTCD
@@ -56,22 +59,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
 from pyproj import CRS
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
-from scipy.spatial import cKDTree
 
-from civicmap.crs import local_metric_crs, parse_crs, require_crs, to_crs, to_wgs84
-from civicmap.errors import CRSError, GeometryError, InputError
-from civicmap.types import BBox
+from civicmap.crs import require_crs, to_crs
+from civicmap.errors import InputError
+from civicmap.layers.network import StreetNetwork, Streets, street_network
+from civicmap.layers.risk._hazard_walk import (
+    DEFAULT_MIN_RANK,
+    RANK_FIELDS,
+    HazardCut,
+    Nearest,
+    as_cut,
+    flooded_edges,
+    nearest,
+    route_lines,
+)
 
 __all__ = [
     "DEFAULT_MIN_RANK",
@@ -91,391 +100,6 @@ log = logging.getLogger(__name__)
 
 #: Default walking speed, m/s (HCM 2000 design speed 4.0 ft/s; see the module docstring).
 WALK_SPEED_MPS = 1.2
-#: Default rank from which a hazard zone removes streets (0 = least severe class stays open).
-DEFAULT_MIN_RANK = 1
-#: Integer rank columns looked for, in order, when ``rank_field`` is not given; then ``impassable``.
-RANK_FIELDS = ("hazard_level", "rank")
-_IMPASSABLE = "impassable"
-_UNSEEN = -9999  # scipy's "no predecessor"
-
-Streets: TypeAlias = nx.MultiDiGraph | gpd.GeoDataFrame
-
-
-@dataclass(frozen=True)
-class HazardCut:
-    """Which hazard zones close streets and facilities, and by which rule (see the module docstring).
-
-    ``zones``: polygons in any CRS with an integer rank column (``rank_field``; by default the
-    first of :data:`RANK_FIELDS` present) or a boolean ``impassable`` column. A zone closes
-    streets when ``rank >= min_rank`` (or ``impassable`` is true; ``min_rank`` is then unused).
-    ``min_share`` (0 <= x < 1): remove an edge only when more than this share of its length
-    is inside closing zones; ``None`` (default) removes every edge that intersects one.
-    """
-
-    zones: gpd.GeoDataFrame
-    min_rank: int = DEFAULT_MIN_RANK
-    rank_field: str | None = None
-    min_share: float | None = None
-    column: str = field(default="", init=False)  # the rank or impassable column used, resolved on creation
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.zones, gpd.GeoDataFrame):
-            raise InputError(f"hazard zones must be a GeoDataFrame of polygons; got {type(self.zones).__name__}")
-        require_crs(self.zones, name="hazard")
-        problems = []
-        name = self.rank_field or next((c for c in (*RANK_FIELDS, _IMPASSABLE) if c in self.zones.columns), None)
-        if name is None or name not in self.zones.columns:
-            wanted = repr(self.rank_field) if self.rank_field else f"one of {[*RANK_FIELDS, _IMPASSABLE]}"
-            problems.append(f"hazard has no column {wanted}; its columns are {list(self.zones.columns)}")
-        elif not (pd.api.types.is_bool_dtype(self.zones[name]) or pd.api.types.is_numeric_dtype(self.zones[name])):
-            problems.append(f"hazard column {name!r} is {self.zones[name].dtype}; expected integer ranks or booleans")
-        if self.min_share is not None and not 0 <= self.min_share < 1:
-            problems.append(f"min_share {self.min_share} must lie in [0, 1) (or be None for the intersect rule)")
-        if problems:
-            raise InputError("; ".join(problems))
-        object.__setattr__(self, "column", name)
-
-    def closing(self, crs: CRS) -> np.ndarray:
-        """The geometries of the zones that close streets, valid, in ``crs``."""
-        values = self.zones[self.column]
-        closes = values.fillna(False).astype(bool) if pd.api.types.is_bool_dtype(values) else values >= self.min_rank
-        zones = self.zones.loc[closes.fillna(False).to_numpy()]
-        zones = zones.loc[~(zones.geometry.isna() | zones.geometry.is_empty).to_numpy()]
-        if zones.empty:
-            return np.empty(0, dtype=object)
-        return shapely.make_valid(to_crs(zones, crs, name="hazard").geometry.to_numpy())
-
-
-def _as_cut(hazard: gpd.GeoDataFrame | HazardCut | None, min_rank: int) -> HazardCut | None:
-    if hazard is None or isinstance(hazard, HazardCut):
-        return hazard
-    return HazardCut(hazard, min_rank=min_rank)
-
-
-def _is_metric(crs: CRS) -> bool:
-    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
-    return bool(crs.is_projected and unit in ("metre", "meter"))
-
-
-def _metric_crs(gdf: gpd.GeoDataFrame) -> CRS:
-    """The frame's CRS if it is metric, else the UTM zone of its bounds."""
-    crs = require_crs(gdf, name="streets")
-    if _is_metric(crs):
-        return crs
-    west, south, east, north = to_wgs84(gdf[[gdf.geometry.name]], name="streets").total_bounds
-    return local_metric_crs(BBox(west, south, east, north))
-
-
-def _touching(geoms: np.ndarray, zones: np.ndarray) -> np.ndarray:
-    """Which ``geoms`` intersect any of ``zones`` (STRtree, vectorised)."""
-    out = np.zeros(len(geoms), dtype=bool)
-    if len(zones) and len(geoms):
-        hit, _ = shapely.STRtree(zones).query(geoms, predicate="intersects")
-        out[hit] = True
-    return out
-
-
-def _flooded(lines: np.ndarray, zones: np.ndarray, min_share: float | None) -> np.ndarray:
-    """Boolean per line: removed by ``zones`` under the intersect rule or the share-of-length rule."""
-    out = _touching(lines, zones)
-    if min_share is None or not out.any():
-        return out
-    cand = np.flatnonzero(out)
-    inside = shapely.length(shapely.intersection(lines[cand], shapely.union_all(zones)))
-    out[cand] = inside / np.maximum(shapely.length(lines[cand]), 1e-12) > min_share
-    return out
-
-
-def flooded_edges(
-    edges: gpd.GeoDataFrame, hazard: gpd.GeoDataFrame | HazardCut | None, *, min_rank: int = DEFAULT_MIN_RANK
-) -> pd.Series:
-    """Boolean Series (same index as ``edges``, name ``flooded``): the street edges the hazard removes.
-
-    ``edges``: line geometries in any CRS (e.g. ``osmnx.graph_to_gdfs(G, nodes=False)``);
-    ``hazard``: zones with a rank or ``impassable`` column, or a :class:`HazardCut` (which then
-    carries its own ``min_rank``). Rule: intersects a zone with rank >= ``min_rank`` (see the
-    module docstring). No hazard, or an empty one, floods nothing.
-    """
-    require_crs(edges, name="edges")
-    cut = _as_cut(hazard, min_rank)
-    if cut is None or edges.empty:
-        return pd.Series(False, index=edges.index, name="flooded")
-    crs = _metric_crs(edges)
-    lines = to_crs(edges[[edges.geometry.name]], crs, name="edges").geometry.to_numpy()
-    return pd.Series(_flooded(lines, cut.closing(crs), cut.min_share), index=edges.index, name="flooded")
-
-
-@dataclass(frozen=True)
-class _Network:
-    """A street network as arrays in a metric CRS: nodes ``0..n-1``, directed edges ``u -> v``."""
-
-    crs: CRS
-    node_ids: pd.Index
-    xy: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    length_m: np.ndarray
-    lines: np.ndarray
-
-
-def _network(streets: Streets) -> _Network:
-    if isinstance(streets, nx.Graph):
-        return _graph_network(streets)
-    if isinstance(streets, gpd.GeoDataFrame):
-        return _edges_network(streets)
-    raise InputError(
-        f"streets must be an osmnx-style networkx.MultiDiGraph or an edges GeoDataFrame; got {type(streets).__name__}"
-    )
-
-
-def _graph_network(graph: nx.MultiDiGraph) -> _Network:
-    if graph.graph.get("crs") is None:
-        raise CRSError("the street graph has no 'crs' graph attribute; set graph.graph['crs'] (osmnx graphs have one)")
-    if graph.number_of_edges() == 0:
-        raise InputError("the street graph has no edges; expected a walking network (read_osm(...).street_graph())")
-    crs = parse_crs(graph.graph["crs"], what="street graph crs")
-    try:
-        ids, x, y = zip(*((n, d["x"], d["y"]) for n, d in graph.nodes(data=True)), strict=True)
-    except KeyError as exc:
-        raise InputError("every street graph node needs 'x' and 'y' attributes (osmnx graphs have them)") from exc
-    index = pd.Index(ids)
-    us, vs, data = zip(*graph.edges(data=True), strict=True)
-    u, v = index.get_indexer(us), index.get_indexer(vs)
-    xy = np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)])
-    lines = np.array([d.get("geometry") for d in data], dtype=object)
-    missing = shapely.is_missing(lines)
-    lines[missing] = shapely.linestrings(np.stack([xy[u[missing]], xy[v[missing]]], axis=1))
-    nodes = gpd.GeoDataFrame(geometry=shapely.points(xy), crs=crs)
-    metric = _metric_crs(nodes)
-    lines = to_crs(gpd.GeoDataFrame(geometry=lines, crs=crs), metric, name="streets").geometry.to_numpy()
-    xy_m = shapely.get_coordinates(to_crs(nodes, metric, name="streets").geometry.to_numpy())
-    length = np.array([d.get("length", np.nan) for d in data], dtype=float)
-    return _Network(metric, index, xy_m, u, v, np.where(np.isnan(length), shapely.length(lines), length), lines)
-
-
-def _edges_network(edges: gpd.GeoDataFrame) -> _Network:
-    require_crs(edges, name="streets")
-    table = edges.reset_index() if {"u", "v"} <= set(edges.index.names) else edges
-    if not {"u", "v"} <= set(table.columns) or table.empty:
-        raise InputError(
-            "the streets GeoDataFrame needs rows and 'u' and 'v' node columns (or index levels), as "
-            "osmnx.graph_to_gdfs(G, nodes=False) gives"
-        )
-    metric = _metric_crs(table)
-    lines = to_crs(table[[table.geometry.name]], metric, name="streets").geometry.to_numpy()
-    ends = np.concatenate([table["u"].to_numpy(), table["v"].to_numpy()])
-    points = np.concatenate([shapely.get_point(lines, 0), shapely.get_point(lines, -1)])
-    index, first = np.unique(ends, return_index=True)
-    index = pd.Index(index)
-    length = table["length"].to_numpy(dtype=float) if "length" in table else np.full(len(table), np.nan)
-    u, v = index.get_indexer(table["u"]), index.get_indexer(table["v"])
-    xy = shapely.get_coordinates(points[first])
-    return _Network(metric, index, xy, u, v, np.where(np.isnan(length), shapely.length(lines), length), lines)
-
-
-@dataclass(frozen=True)
-class _Search:
-    """One multi-source Dijkstra on the reversed graph: for every node, its nearest source and the way there."""
-
-    dist: np.ndarray  # metres from each node to its nearest source (inf: none within reach)
-    pred: np.ndarray  # next node towards that source (_UNSEEN at a source or when unreached)
-    origin: np.ndarray  # the source reached from each node, -1 if none
-    keys: np.ndarray  # sorted ``src * size + dst`` of the kept (forward) edges
-    edge_id: np.ndarray  # street edge of each key (-1: a facility link)
-
-
-def _dijkstra(size: int, edges: Sequence[np.ndarray], sources: np.ndarray, limit_m: float) -> _Search:
-    """Search from ``sources`` against the direction of ``edges`` = (src, dst, weight, street edge id)."""
-    src, dst, weight, edge = edges
-    order = np.lexsort((weight, dst, src))  # parallel edges: the shortest comes first and is kept
-    key = src[order] * size + dst[order]
-    first = np.r_[True, key[1:] != key[:-1]] & (src[order] != dst[order])
-    keep = order[first]
-    if not len(sources):
-        return _Search(np.full(size, np.inf), np.full(size, _UNSEEN), np.full(size, -1), key[first], edge[keep])
-    reverse = csr_matrix((weight[keep], (dst[keep], src[keep])), shape=(size, size))
-    dist, pred, origin = dijkstra(
-        reverse, directed=True, indices=sources, return_predecessors=True, min_only=True, limit=limit_m
-    )
-    return _Search(dist, pred, np.where(origin >= 0, origin, -1), key[first], edge[keep])
-
-
-def _facility_search(
-    net: _Network, dry: np.ndarray, target_node: np.ndarray, egress_m: np.ndarray, limit_m: float
-) -> _Search:
-    """Dry streets, with facility ``k`` as extra node ``n + k`` linked from its node by its egress leg."""
-    n, k, edge = len(net.node_ids), len(target_node), np.flatnonzero(dry)
-    targets = n + np.arange(k)
-    edges = (
-        np.concatenate([net.u[edge], target_node]),
-        np.concatenate([net.v[edge], targets]),
-        np.concatenate([net.length_m[edge], egress_m]),
-        np.concatenate([edge, np.full(k, -1)]),
-    )
-    return _dijkstra(n + k, edges, targets, limit_m)
-
-
-def _exit_search(net: _Network, flooded: np.ndarray, dry_node: np.ndarray) -> _Search:
-    """Flooded streets only, from every node that has a dry street: the shortest way out of the water."""
-    edge = np.flatnonzero(flooded)
-    edges = (net.u[edge], net.v[edge], net.length_m[edge], edge)
-    return _dijkstra(len(net.node_ids), edges, np.flatnonzero(dry_node), np.inf)
-
-
-def _anchor_points(gdf: gpd.GeoDataFrame, crs: CRS, *, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Geometries and a point on each (its surface for polygons) in ``crs``; missing ones raise."""
-    geoms = to_crs(gdf[[gdf.geometry.name]], crs, name=name).geometry.to_numpy()
-    bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    if bad.any():
-        labels = list(gdf.index[bad][:5])
-        raise GeometryError(
-            f"{name}: {int(bad.sum())} rows have no geometry (index {labels}...); drop or fix them before routing"
-        )
-    return geoms, shapely.get_coordinates(shapely.point_on_surface(geoms))
-
-
-def _snap(xy: np.ndarray, allowed: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest allowed node (index, -1 if none) and its straight distance in metres."""
-    nodes = np.flatnonzero(allowed)
-    if not len(nodes) or not len(points):
-        return np.full(len(points), -1), np.full(len(points), np.nan)
-    dist, pos = cKDTree(xy[nodes]).query(points)
-    return nodes[pos], dist
-
-
-@dataclass(frozen=True)
-class _Nearest:
-    """Per building (arrays in building order) the walk to the nearest facility, and what routes need."""
-
-    node: np.ndarray  # snapped node
-    exit: np.ndarray  # first node with a dry street (the node itself unless it starts in the water; -1: none)
-    inside: np.ndarray
-    access_m: np.ndarray
-    network_m: np.ndarray
-    egress_m: np.ndarray
-    facility: np.ndarray  # position in the facilities frame, -1 if none reachable
-    usable: np.ndarray  # facility position of each search target
-    search: _Search
-    way_out: _Search | None
-    points: np.ndarray
-    facility_points: np.ndarray
-
-    @property
-    def wet(self) -> np.ndarray:
-        """Buildings whose node has only flooded streets."""
-        return self.exit != self.node
-
-
-def _facility_targets(
-    net: _Network, facilities: gpd.GeoDataFrame, zones: np.ndarray, dry_node: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Usable facility positions, their snapped nodes, egress legs (m) and all facility points."""
-    geoms, xy = _anchor_points(facilities, net.crs, name="facilities")
-    usable = np.flatnonzero(~_touching(geoms, zones))
-    if len(usable) < len(facilities):
-        log.info(
-            "%d of %d facilities lie in closing hazard zones: not used", len(facilities) - len(usable), len(facilities)
-        )
-    node, egress = _snap(net.xy, dry_node, xy[usable])
-    ok = node >= 0
-    return usable[ok], node[ok], egress[ok], xy
-
-
-def _nearest(
-    net: _Network, buildings: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame, cut: HazardCut | None, limit_m: float
-) -> _Nearest:
-    n = len(net.node_ids)
-    zones = cut.closing(net.crs) if cut is not None else np.empty(0, dtype=object)
-    flooded = _flooded(net.lines, zones, None if cut is None else cut.min_share)
-    dry_node = np.zeros(n, dtype=bool)
-    dry_node[np.concatenate([net.u[~flooded], net.v[~flooded]])] = True
-    usable, f_node, f_egress, f_xy = _facility_targets(net, facilities, zones, dry_node)
-    search = _facility_search(net, ~flooded, f_node, f_egress, limit_m)
-    b_geoms, b_xy = _anchor_points(buildings, net.crs, name="buildings")
-    node, access = _snap(net.xy, np.ones(n, dtype=bool), b_xy)
-    exit_, way_out = node.copy(), None
-    if (~dry_node[node]).any():  # all streets at the node flooded: leave the water by the shortest way
-        way_out = _exit_search(net, flooded, dry_node)
-        exit_ = np.where(dry_node[node], node, way_out.origin[node])
-    wade = np.where(exit_ == node, 0.0, way_out.dist[node] if way_out is not None else 0.0)
-    target = np.append(np.where(search.origin >= n, search.origin - n, -1), -1)[exit_]  # exit -1 reads the last -1
-    egress = np.append(f_egress, np.nan)[target]  # target -1 reads the appended NaN
-    network = np.where(target >= 0, wade + np.append(search.dist, np.inf)[exit_], np.nan) - egress
-    facility = np.append(usable, -1)[target]
-    inside = _touching(b_geoms, zones)
-    return _Nearest(node, exit_, inside, access, network, egress, facility, usable, search, way_out, b_xy, f_xy)
-
-
-def _ragged(offsets: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Flat positions of the blocks ``[offsets[i], offsets[i] + counts[i])`` one after another."""
-    shift = np.repeat(offsets - np.cumsum(counts) + counts, counts)
-    return shift + np.arange(int(counts.sum()))
-
-
-def _paths(search: _Search, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(path number, node) of every node on the paths from ``starts`` to their target, in walking order."""
-    owner, node = np.arange(len(starts)), starts
-    owners, nodes = [owner], [node]
-    while len(node):
-        nxt = search.pred[node]
-        keep = nxt != _UNSEEN
-        owner, node = owner[keep], nxt[keep]
-        owners.append(owner)
-        nodes.append(node)
-    owner_all, node_all = np.concatenate(owners), np.concatenate(nodes)
-    order = np.argsort(owner_all, kind="stable")
-    return owner_all[order], node_all[order]
-
-
-def _street_vertices(net: _Network, search: _Search, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices of each start's path in ``search`` (its node, then its edges' vertices), concatenated, and counts."""
-    owner, node = _paths(search, starts)
-    step = np.flatnonzero(owner[:-1] == owner[1:])
-    pos = np.searchsorted(search.keys, node[step] * len(search.dist) + node[step + 1])
-    edge = search.edge_id[pos]  # every predecessor step is a kept edge
-    step, edge = step[edge >= 0], edge[edge >= 0]  # the facility link has no geometry
-    ncoord = shapely.get_num_coordinates(net.lines)
-    offset = np.r_[0, np.cumsum(ncoord)[:-1]]
-    coords = shapely.get_coordinates(net.lines)[_ragged(offset[edge], ncoord[edge])]
-    xy = np.concatenate([net.xy[starts], coords])
-    who = np.concatenate([np.arange(len(starts)), np.repeat(owner[step], ncoord[edge])])
-    order = np.argsort(who, kind="stable")
-    return xy[order], np.bincount(who, minlength=len(starts))
-
-
-def _walk_vertices(net: _Network, search: _Search, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(walker number, vertex) of every walker's path in ``search``; walkers sharing a start share its path."""
-    unique, back = np.unique(starts, return_inverse=True)
-    xy, counts = _street_vertices(net, search, unique)
-    per = counts[back]
-    return np.repeat(np.arange(len(starts)), per), xy[_ragged(np.r_[0, np.cumsum(counts)[:-1]][back], per)]
-
-
-def _route_lines(net: _Network, found: _Nearest, which: np.ndarray) -> np.ndarray:
-    """LineStrings building -> node -> (way out of the water) -> streets -> facility, metric CRS, for ``which``."""
-    ids = np.arange(len(which))
-    blocks = [(ids, found.points[which])]
-    wet = found.wet[which]
-    if wet.any() and found.way_out is not None:
-        walker, xy = _walk_vertices(net, found.way_out, found.node[which][wet])
-        blocks.append((ids[wet][walker], xy))
-    blocks.append(_walk_vertices(net, found.search, found.exit[which]))
-    blocks.append((ids, found.facility_points[found.facility[which]]))
-    owner, xy = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
-    order = np.argsort(owner, kind="stable")  # per building: the blocks in order, each in walking order
-    owner, xy = owner[order], xy[order]
-    return _without_repeats(xy, owner)
-
-
-def _without_repeats(xy: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """LineStrings from vertices grouped by ``owner``, dropping repeated consecutive vertices (>= 2 kept)."""
-    first = np.r_[True, owner[1:] != owner[:-1]]
-    last = np.r_[owner[1:] != owner[:-1], True]
-    same = ~first & np.r_[False, (xy[1:] == xy[:-1]).all(axis=1)]
-    drop = same & ~last
-    before_last = np.flatnonzero(same & last) - 1  # a repeated end point replaces the vertex before it
-    drop[before_last[~first[before_last]]] = True
-    return shapely.linestrings(xy[~drop], indices=owner[~drop])
 
 
 def _check_speed(speed_mps: float, max_time_s: float | None) -> None:
@@ -558,15 +182,15 @@ def nearest_shelter(
     _check_frames(buildings=buildings, shelters=shelters)
     _check_targets(shelters, what="shelters")
     _check_speed(speed_mps, max_time_s)
-    net = _network(streets)
-    found = _nearest(net, buildings, shelters, _as_cut(hazard, min_rank), np.inf)
+    net = street_network(streets)
+    found = nearest(net, buildings, shelters, as_cut(hazard, min_rank), np.inf)
     out = _result_frame(buildings, shelters, net, found, speed_mps)
     out["reachable"] = out["walk_time_s"].le(np.inf if max_time_s is None else max_time_s).to_numpy()
     want = _want_routes(with_routes, buildings) & (found.facility >= 0)
     if not (isinstance(with_routes, bool | np.bool_) and not with_routes):
         routes = np.full(len(buildings), None, dtype=object)
         if want.any():
-            routes[want] = _route_lines(net, found, np.flatnonzero(want))
+            routes[want] = route_lines(net, found, np.flatnonzero(want))
         frame = gpd.GeoDataFrame(geometry=gpd.GeoSeries(routes, crs=net.crs))
         out["route"] = gpd.GeoSeries(
             to_crs(frame, buildings.crs, name="routes").geometry.to_numpy(), index=out.index, crs=buildings.crs
@@ -578,7 +202,7 @@ def nearest_shelter(
 
 
 def _result_frame(
-    buildings: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame, net: _Network, found: _Nearest, speed_mps: float
+    buildings: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame, net: StreetNetwork, found: Nearest, speed_mps: float
 ) -> gpd.GeoDataFrame:
     out = buildings.copy()
     has = found.facility >= 0
@@ -683,17 +307,16 @@ def service_areas(
     _check_speed(speed_mps, max_time_s)
     if not buffer_m > 0:
         raise InputError(f"buffer_m {buffer_m!r} must be a positive number of metres (e.g. 50)")
-    net = _network(streets)
-    found = _nearest(net, facilities.iloc[:0], facilities, _as_cut(hazard, min_rank), max_time_s * speed_mps)
-    search, n, size = found.search, len(net.node_ids), len(found.search.dist)
-    street = search.edge_id >= 0
-    src, dst = np.divmod(search.keys[street], size)
-    pair = np.minimum(src, dst) * size + np.maximum(src, dst)
+    net = street_network(streets)
+    found = nearest(net, facilities.iloc[:0], facilities, as_cut(hazard, min_rank), max_time_s * speed_mps)
+    search, n = found.search, net.n_nodes
+    src, dst = net.u[search.edges], net.v[search.edges]
+    pair = np.minimum(src, dst) * n + np.maximum(src, dst)
     _, once = np.unique(pair, return_index=True)  # one of the two directions of a two-way street
-    src, dst, edge = src[once], dst[once], search.edge_id[street][once]
-    dist = search.dist[:n]
+    src, dst, edge = src[once], dst[once], search.edges[once]
+    dist = search.distance_m
     good = np.isfinite(dist[src]) & np.isfinite(dist[dst])
-    owner = np.where(dist[src] <= dist[dst], search.origin[src], search.origin[dst])[good] - n
+    owner = np.where(dist[src] <= dist[dst], search.target[src], search.target[dst])[good]
     pieces = gpd.GeoDataFrame(
         {"target": owner, "length": net.length_m[edge[good]]},
         geometry=shapely.buffer(net.lines[edge[good]], buffer_m),
@@ -759,10 +382,10 @@ def access_loss(
     _check_targets(facilities, what="facilities")
     _check_speed(speed_mps, max_time_s)
     people = _people(buildings, population_field)
-    net = _network(streets)
+    net = street_network(streets)
     out = gpd.GeoDataFrame(index=buildings.index, geometry=buildings.geometry, crs=buildings.crs)
-    for when, cut in (("before", None), ("during", _as_cut(hazard, min_rank))):
-        found = _nearest(net, buildings, facilities, cut, np.inf)
+    for when, cut in (("before", None), ("during", as_cut(hazard, min_rank))):
+        found = nearest(net, buildings, facilities, cut, np.inf)
         walk_m = found.access_m + found.network_m + found.egress_m
         out[f"facility_{when}"] = pd.Series(_labels(facilities.index, found.facility), index=out.index, dtype="object")
         out[f"walk_time_{when}_s"] = walk_m / speed_mps

@@ -20,13 +20,12 @@ A building that no street-front building reaches (a block without any street, or
 at all in the area) gets ``block_depth`` NaN and ``street_reachable`` False: never zero.
 
 **Service access** (:func:`service_access`): walking-network distance (m) from each building
-to the nearest facility of each service, by one Dijkstra run per service on the walk graph
-(``scipy.sparse.csgraph.dijkstra`` on a CSR matrix of the graph's edges). All facilities of
-a service hang off one virtual source node by edges weighted with their snapping distance to
-the network, so the run is multi-source and the snap legs count; buildings add their own
-snap leg. Snapping uses ``scipy.spatial.cKDTree`` on node positions. An empty facility layer
-gives NaN distances and the service is listed in ``attrs["missing_services"]``: missing,
-never zero. :func:`service_gaps` summarises this into a "service gap" table.
+to the nearest facility of each service, by one multi-source Dijkstra run per service on the
+walk graph (:func:`civicmap.layers.network.nearest_walk`): buildings (centroids) and facilities
+(representative points) snap to their nearest graph node (``scipy.spatial.cKDTree``) and both
+snap legs count. An empty facility layer gives NaN distances and the service is listed in
+``attrs["missing_services"]``: missing, never zero; a building no facility reaches gets
+``inf``. :func:`service_gaps` summarises this into a "service gap" table.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
@@ -46,6 +44,7 @@ from scipy.sparse import csgraph
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from civicmap.errors import InputError
+from civicmap.layers.network import Streets, nearest_walk, snap_to_nodes, street_network
 from civicmap.layers.settlements._prepare import metric_crs_of, to_metric
 
 __all__ = ["SERVICES", "SERVICE_GAP_M", "service_access", "service_gaps", "street_access", "street_intersections"]
@@ -69,7 +68,6 @@ SERVICES: Mapping[str, str] = MappingProxyType(
 SERVICE_GAP_M: Mapping[str, float] = MappingProxyType(
     {"water": 500.0, "sanitation": 250.0, "health": 1000.0, "school": 1000.0, "shelter": 1000.0, "transit": 500.0}
 )
-_MIN_WEIGHT = 1e-6  # sparse matrices drop explicit zeros: zero-length legs get this many metres
 
 
 def _lines(streets: gpd.GeoDataFrame, crs: CRS) -> np.ndarray:
@@ -181,32 +179,6 @@ def street_access(
     return out
 
 
-def _graph_arrays(graph: nx.MultiDiGraph, crs: CRS) -> tuple[np.ndarray, sparse.csr_matrix]:
-    """Node positions (metric CRS) and the edge-length matrix (m) of an osmnx-style graph."""
-    if not len(graph):
-        raise InputError(
-            "the walk graph has no nodes; build it with OSMData.street_graph('walk') from data with streets"
-        )
-    ids = np.fromiter(graph.nodes, dtype=np.int64, count=len(graph))
-    lon = np.fromiter((x for _, x in graph.nodes(data="x")), dtype=float, count=len(graph))
-    lat = np.fromiter((y for _, y in graph.nodes(data="y")), dtype=float, count=len(graph))
-    nodes = gpd.GeoDataFrame(geometry=gpd.points_from_xy(lon, lat), crs=graph.graph.get("crs", "EPSG:4326"))
-    xy = shapely.get_coordinates(to_metric(nodes, crs, name="walk graph nodes").geometry.to_numpy())
-    order = np.argsort(ids)
-    edges = np.array([(u, v, w) for u, v, w in graph.edges(data="length", default=np.nan)], dtype=float).reshape(-1, 3)
-    u = order[np.searchsorted(ids[order], edges[:, 0].astype(np.int64))]
-    v = order[np.searchsorted(ids[order], edges[:, 1].astype(np.int64))]
-    length = np.where(np.isfinite(edges[:, 2]), edges[:, 2], np.hypot(*(xy[u] - xy[v]).T))
-    n = len(ids) + 1  # the last node is the virtual source
-    return xy, _min_duplicates(u, v, np.maximum(length, _MIN_WEIGHT), n)
-
-
-def _min_duplicates(u: np.ndarray, v: np.ndarray, w: np.ndarray, n: int) -> sparse.csr_matrix:
-    """A CSR matrix keeping the shortest of parallel edges (scipy would add them up)."""
-    frame = pd.DataFrame({"u": u, "v": v, "w": w}).groupby(["u", "v"], sort=False)["w"].min().reset_index()
-    return sparse.csr_matrix((frame["w"].to_numpy(), (frame["u"].to_numpy(), frame["v"].to_numpy())), shape=(n, n))
-
-
 def _facility_points(frames: list[gpd.GeoDataFrame], crs: CRS) -> gpd.GeoDataFrame:
     kept = [to_metric(f[["use", f.geometry.name]], crs, name="facilities") for f in frames if len(f)]
     if not kept:
@@ -215,21 +187,9 @@ def _facility_points(frames: list[gpd.GeoDataFrame], crs: CRS) -> gpd.GeoDataFra
     return both.set_geometry(both.geometry.representative_point())
 
 
-def _nearest_service(matrix: sparse.csr_matrix, tree: cKDTree, sources: np.ndarray) -> np.ndarray:
-    """Network distance from every node to the nearest source point (one Dijkstra run)."""
-    super_node = matrix.shape[0] - 1
-    snap, node = tree.query(sources)
-    legs = pd.Series(np.maximum(snap, _MIN_WEIGHT)).groupby(node).min()
-    extra = sparse.csr_matrix(
-        (legs.to_numpy(), (np.full(len(legs), super_node), legs.index.to_numpy())), shape=matrix.shape
-    )
-    dist = csgraph.dijkstra(matrix + extra, directed=True, indices=super_node, min_only=True)
-    return dist[:-1]
-
-
 def service_access(
     buildings: gpd.GeoDataFrame,
-    walk_graph: nx.MultiDiGraph,
+    walk_graph: Streets,
     facilities: gpd.GeoDataFrame,
     *,
     transit_stops: gpd.GeoDataFrame | None = None,
@@ -240,11 +200,13 @@ def service_access(
     """Walking distance (m) from each building to the nearest facility of each service.
 
     ``walk_graph``: osmnx-style graph (node ``x``/``y`` in the graph's ``crs``, edge ``length``
-    in m), e.g. ``OSMData.street_graph("walk")``. ``facilities`` (and optional approved
-    ``survey_points``) are points or polygons with a ``use`` column; ``transit_stops`` give the
-    ``use`` "transit". Returns a frame on the buildings' index with ``<service>_m`` columns
-    and ``network_snap_m`` (building to its nearest graph node). Services without any facility
-    are NaN and listed in ``attrs["missing_services"]``.
+    in m), e.g. ``OSMData.street_graph("walk")``, or its edges GeoDataFrame (layer
+    ``streets_walk_edges``). ``facilities`` (and optional approved ``survey_points``) are
+    points or polygons with a ``use`` column; ``transit_stops`` give the ``use`` "transit".
+    Computed in ``crs`` (default: the buildings' CRS when metric, else their UTM zone).
+    Returns a frame on the buildings' index with ``<service>_m`` columns (inf: no facility
+    reachable) and ``network_snap_m`` (building to its nearest graph node). Services without
+    any facility are NaN and listed in ``attrs["missing_services"]``.
     """
     metric = metric_crs_of(buildings, name="buildings", crs=crs)
     frames = [facilities, *(f for f in (survey_points,) if f is not None)]
@@ -257,11 +219,9 @@ def service_access(
     if transit_stops is not None and len(transit_stops):
         frames.append(transit_stops[[transit_stops.geometry.name]].assign(use="transit"))
     points = _facility_points(frames, metric)
-    xy, matrix = _graph_arrays(walk_graph, metric)
-    tree = cKDTree(xy)
+    network = street_network(walk_graph, crs=metric)
     centres = shapely.get_coordinates(to_metric(buildings, metric, name="buildings").geometry.centroid.to_numpy())
-    snap, node = tree.query(centres)
-    out = pd.DataFrame({"network_snap_m": snap}, index=buildings.index)
+    out = pd.DataFrame({"network_snap_m": snap_to_nodes(network, centres).distance_m}, index=buildings.index)
     missing = []
     for column, use in services.items():  # one Dijkstra per service, not per building
         chosen = points.loc[points["use"] == use]
@@ -269,8 +229,9 @@ def service_access(
             missing.append(column)
             out[f"{column}_m"] = np.nan
             continue
-        out[f"{column}_m"] = _nearest_service(matrix, tree, shapely.get_coordinates(chosen.geometry.to_numpy()))[node]
-        out[f"{column}_m"] += snap
+        out[f"{column}_m"] = nearest_walk(
+            network, centres, shapely.get_coordinates(chosen.geometry.to_numpy())
+        ).distance_m
     if missing:
         log.warning("no facilities for %s: their access is reported as missing (NaN), not zero", ", ".join(missing))
     out.attrs["missing_services"] = missing

@@ -1,11 +1,11 @@
 """Coverage and service of a transit network: walking catchments of stops, SDG 11.2.1-style shares, route stats.
 
-Walking distance is computed once for all stops with a single Dijkstra run on the walk graph
-(``scipy.sparse.csgraph.dijkstra`` from a virtual source joined to every stop's nearest graph
-node by the stop's snapping distance, which equals a multi-source search with ``min_only``).
-Buildings (or any points) are snapped to their nearest node too, and their walking distance
-is node distance + snapping distance. SDG 11.2.1 counts people within 500 m walking of a stop
-(UN-Habitat metadata); with no population column the building share is given.
+Walking distance is computed once for all stops with a single multi-source Dijkstra run on the
+walk graph (:func:`civicmap.layers.network.nearest_walk`, in the local UTM zone of the graph):
+stops and buildings (or any points) snap to their nearest graph node, and a walk is the
+point's snap leg + the network distance + the stop's snap leg, in metres. SDG 11.2.1 counts
+people within 500 m walking of a stop (UN-Habitat metadata); with no population column the
+building share is given.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ import logging
 from dataclasses import dataclass
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
-from scipy.spatial import cKDTree
+from pyproj import CRS
 
-from civicmap.crs import WGS84, local_metric_crs, require_crs
+from civicmap.crs import WGS84, local_metric_crs, require_crs, to_crs
 from civicmap.errors import InputError
+from civicmap.layers.network import Streets, nearest_walk, street_network
 from civicmap.layers.transit._feed import GTFSFeed, parse_gtfs_time
 from civicmap.types import BBox
 
@@ -57,55 +55,40 @@ def feed_stops(feed: GTFSFeed, *, used_only: bool = True) -> gpd.GeoDataFrame:
 
 
 def walk_distance_m(
-    points: gpd.GeoSeries, stops: gpd.GeoSeries, walk_graph: nx.MultiDiGraph, *, max_walk_m: float = 500.0
+    points: gpd.GeoSeries, stops: gpd.GeoSeries, walk_graph: Streets, *, max_walk_m: float = 500.0
 ) -> np.ndarray:
     """Walking distance (metres) from each point to its nearest stop over ``walk_graph``; inf beyond ``max_walk_m``.
 
-    ``points`` and ``stops`` need a CRS (any; reprojected to the local UTM zone); the graph is
-    osmnx-style in EPSG:4326 with edge ``length`` in metres (``OSMData.street_graph("walk")``).
+    ``points`` and ``stops`` need a CRS (any; reprojected to the network's metric CRS, the
+    local UTM zone of an EPSG:4326 graph); the graph is osmnx-style with edge ``length`` in
+    metres (``OSMData.street_graph("walk")``) or its edges GeoDataFrame. Both snap legs count.
     """
     require_crs(gpd.GeoDataFrame(geometry=points), name="points")
     require_crs(gpd.GeoDataFrame(geometry=stops), name="stops")
-    if walk_graph.number_of_nodes() == 0 or len(stops) == 0:
-        raise InputError("walk_distance_m needs a non-empty walk graph and at least one stop")
-    ids = list(walk_graph.nodes)
-    xy = np.array([(walk_graph.nodes[n]["x"], walk_graph.nodes[n]["y"]) for n in ids], dtype=float)
-    west, south = xy.min(axis=0)
-    east, north = xy.max(axis=0)
-    metric = local_metric_crs(BBox(west, south, east, north))
-    nodes_m = gpd.GeoSeries(gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=walk_graph.graph.get("crs", WGS84)).to_crs(
-        metric
-    )
-    tree = cKDTree(np.column_stack([nodes_m.x, nodes_m.y]))
-    stop_m, point_m = stops.to_crs(metric), points.to_crs(metric)
-    stop_snap, stop_node = tree.query(np.column_stack([stop_m.x, stop_m.y]))
-    point_snap, point_node = tree.query(np.column_stack([point_m.x, point_m.y]))
-    node_dist = _dijkstra_from_stops(walk_graph, ids, stop_node, stop_snap, max_walk_m)
-    dist = node_dist[point_node] + point_snap
+    if len(stops) == 0:
+        raise InputError("walk_distance_m needs at least one stop; got an empty stops series")
+    network = street_network(walk_graph)
+    stop_xy, point_xy = (_point_xy(g, network.crs, name=name) for g, name in ((stops, "stops"), (points, "points")))
+    dist = nearest_walk(network, point_xy, stop_xy, limit_m=max_walk_m).distance_m
     return np.where(dist <= max_walk_m, dist, np.inf)
 
 
-def _dijkstra_from_stops(
-    graph: nx.MultiDiGraph, ids: list[object], stop_node: np.ndarray, stop_snap: np.ndarray, limit: float
-) -> np.ndarray:
-    index = {n: i for i, n in enumerate(ids)}
-    edges = pd.DataFrame(
-        [(index[u], index[v], float(d.get("length", np.nan))) for u, v, d in graph.edges(data=True)],
-        columns=["u", "v", "w"],
-    ).dropna()
-    edges = edges.sort_values("w").drop_duplicates(["u", "v"])  # parallel edges: keep the shortest
-    n = len(ids)
-    source = pd.DataFrame({"u": n, "v": stop_node, "w": np.maximum(stop_snap, 1e-9)})
-    source = source.sort_values("w").drop_duplicates(["u", "v"])
-    every = pd.concat([edges, source], ignore_index=True)
-    matrix = csr_matrix((every["w"].clip(lower=1e-9), (every["u"], every["v"])), shape=(n + 1, n + 1))
-    return dijkstra(matrix, directed=True, indices=n, limit=limit)[:n]
+def _point_xy(points: gpd.GeoSeries, crs: CRS, *, name: str) -> np.ndarray:
+    """``(m, 2)`` coordinates of point geometries in ``crs``; missing, empty or other geometries are an error."""
+    geoms = to_crs(gpd.GeoDataFrame(geometry=points), crs, name=name).geometry.to_numpy()
+    bad = (shapely.get_type_id(geoms) != shapely.GeometryType.POINT) | shapely.is_empty(geoms)
+    if bad.any():
+        raise InputError(
+            f"{name}: {int(bad.sum())} geometries are not points (first at {points.index[bad][0]!r}); pass "
+            "non-empty points, e.g. gdf.geometry.representative_point(), and drop rows without geometry"
+        )
+    return shapely.get_coordinates(geoms)
 
 
 def stop_coverage(
     buildings: gpd.GeoDataFrame,
     stops: gpd.GeoDataFrame,
-    walk_graph: nx.MultiDiGraph,
+    walk_graph: Streets,
     *,
     max_walk_m: float = 500.0,
     population_col: str | None = None,
