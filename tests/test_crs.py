@@ -2,7 +2,16 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from civicmap.crs import check_lonlat, local_metric_crs, parse_crs, require_crs, require_metric, to_crs, to_wgs84
+from civicmap.crs import (
+    check_lonlat,
+    local_metric_crs,
+    metric_crs,
+    parse_crs,
+    require_crs,
+    require_metric,
+    to_crs,
+    to_wgs84,
+)
 from civicmap.errors import CRSError
 from civicmap.types import BBox
 
@@ -81,3 +90,15 @@ def test_reprojection_to_inf_is_an_error():
     pole = gpd.GeoDataFrame(geometry=[shapely.Point(0, 91)], crs=4326)  # lat 91: PROJ gives inf
     with pytest.raises(CRSError, match="inf"):
         to_crs(pole, 3857, name="pole")
+
+
+def test_metric_crs_keeps_metres_and_picks_utm_for_degrees():
+    utm = gpd.GeoDataFrame(geometry=[shapely.Point(500_000, 9_240_000)], crs=32737)
+    assert metric_crs(utm, name="b").to_epsg() == 32737
+    lonlat = gpd.GeoDataFrame(geometry=[shapely.Point(*NAIROBI)], crs=4326)
+    assert metric_crs(lonlat, name="b").to_epsg() == 32737
+    assert metric_crs(lonlat, name="b", crs="EPSG:3857").to_epsg() == 3857
+    feet = gpd.GeoDataFrame(geometry=[shapely.Point(1_000_000, 200_000)], crs=2263)
+    assert metric_crs(feet, name="b").to_epsg() == 32618  # New York: US feet replaced by UTM 18N
+    with pytest.raises(CRSError, match="empty"):
+        metric_crs(gpd.GeoDataFrame(geometry=[], crs=4326), name="b")

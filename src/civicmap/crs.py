@@ -21,7 +21,9 @@ from civicmap.types import BBox
 __all__ = [
     "WGS84",
     "check_lonlat",
+    "is_metric",
     "local_metric_crs",
+    "metric_crs",
     "parse_crs",
     "require_crs",
     "require_metric",
@@ -66,11 +68,35 @@ def require_crs(gdf: gpd.GeoDataFrame, *, name: str) -> CRS:
     return CRS.from_user_input(gdf.crs)
 
 
+def is_metric(crs: CRS) -> bool:
+    """True for a projected CRS whose first axis is in metres."""
+    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+    return bool(crs.is_projected) and unit in ("metre", "meter")
+
+
+def metric_crs(gdf: gpd.GeoDataFrame, *, name: str, crs: CRS | str | int | None = None) -> CRS:
+    """The CRS to measure ``gdf`` in: ``crs`` if given, else its own if metric, else the UTM zone of its bounds.
+
+    Raises :class:`CRSError` for a frame without CRS, and for an empty frame in degrees
+    (there is no extent to choose a UTM zone from).
+    """
+    if crs is not None:
+        return parse_crs(crs)
+    own = require_crs(gdf, name=name)
+    if is_metric(own):
+        return own
+    located = gdf.geometry[~gdf.geometry.isna().to_numpy() & ~gdf.geometry.is_empty.to_numpy()]
+    if located.empty:
+        raise CRSError(f"layer {name!r} is empty and in {own.to_string()}; give a metric CRS explicitly")
+    west, south, east, north = (float(v) for v in located.to_crs(WGS84).total_bounds)
+    return local_metric_crs(BBox(west, south, east, north))
+
+
 def require_metric(gdf: gpd.GeoDataFrame, *, name: str) -> CRS:
     """Require a projected CRS whose unit is the metre (for lengths and areas)."""
     crs = require_crs(gdf, name=name)
-    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
-    if not crs.is_projected or unit not in ("metre", "meter"):
+    if not is_metric(crs):
+        unit = crs.axis_info[0].unit_name if crs.axis_info else ""
         raise CRSError(
             f"layer {name!r} is in {crs.to_string()} ({unit or 'no unit'}); metric analysis needs a projected "
             "CRS in metres: reproject with civicmap.crs.to_crs(gdf, local_metric_crs(bbox))"

@@ -10,7 +10,7 @@ Units and CRS
 Lengths and distances are metres (``*_m``). Everything runs in the metric CRS of the
 :class:`StreetNetwork` (``network.crs``): the ``crs`` given to :func:`street_network`, else the
 streets' own CRS when it is projected in metres, else the UTM zone of their bounds
-(:func:`metric_crs`, through :func:`civicmap.crs.local_metric_crs`). Coordinates given to
+(:func:`civicmap.crs.metric_crs`). Coordinates given to
 :func:`snap_to_nodes` and :func:`nearest_walk` are ``(m, 2)`` arrays **in that CRS**:
 reproject first with :func:`civicmap.crs.to_crs`. Geometries come back in it too.
 
@@ -71,9 +71,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from civicmap.crs import local_metric_crs, parse_crs, require_crs, to_crs, to_wgs84
+from civicmap.crs import is_metric, metric_crs, parse_crs, require_crs, to_crs
 from civicmap.errors import CRSError, InputError
-from civicmap.types import BBox
 
 __all__ = [
     "NO_PREDECESSOR",
@@ -82,7 +81,6 @@ __all__ = [
     "StreetNetwork",
     "Streets",
     "TargetSearch",
-    "metric_crs",
     "nearest_walk",
     "path_vertices",
     "search_targets",
@@ -148,16 +146,6 @@ class Snap(NamedTuple):
     distance_m: np.ndarray
 
 
-def metric_crs(frame: gpd.GeoDataFrame, *, name: str = "streets") -> CRS:
-    """The frame's CRS when it is projected in metres, else the UTM zone of its bounds (lon/lat)."""
-    crs = require_crs(frame, name=name)
-    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
-    if crs.is_projected and unit in ("metre", "meter"):
-        return crs
-    west, south, east, north = to_wgs84(frame[[frame.geometry.name]], name=name).total_bounds
-    return local_metric_crs(BBox(west, south, east, north))
-
-
 def street_network(streets: Streets, *, crs: CRS | str | int | None = None) -> StreetNetwork:
     """The street network as arrays in a metric CRS (see the module docstring).
 
@@ -168,7 +156,7 @@ def street_network(streets: Streets, *, crs: CRS | str | int | None = None) -> S
     else their local UTM zone. Edge ``length`` is used as given; missing lengths are measured.
     """
     metric = None if crs is None else parse_crs(crs, what="network crs")
-    if metric is not None and not (metric.is_projected and metric.axis_info[0].unit_name in ("metre", "meter")):
+    if metric is not None and not is_metric(metric):
         raise CRSError(f"network crs {metric.to_string()} is not projected in metres; give e.g. the local UTM zone")
     if isinstance(streets, nx.Graph):
         return _from_graph(streets, metric)
@@ -195,7 +183,7 @@ def _from_graph(graph: nx.MultiDiGraph, metric: CRS | None) -> StreetNetwork:
     xy = np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)])
     lines = np.array([d.get("geometry") for d in data], dtype=object)
     nodes = gpd.GeoDataFrame(geometry=shapely.points(xy), crs=crs)
-    metric = metric or metric_crs(nodes)
+    metric = metric or metric_crs(nodes, name="streets")
     xy_m = shapely.get_coordinates(to_crs(nodes, metric, name="streets").geometry.to_numpy())
     length = np.array([d.get("length", np.nan) for d in data], dtype=float)
     network = StreetNetwork(metric, index, xy_m, u, v, length, lines, crs)
@@ -213,7 +201,7 @@ def _from_edges(edges: gpd.GeoDataFrame, metric: CRS | None) -> StreetNetwork:
             "the streets GeoDataFrame needs rows and 'u' and 'v' node columns (or index levels), as "
             "osmnx.graph_to_gdfs(G, nodes=False) gives"
         )
-    metric = metric or metric_crs(table)
+    metric = metric or metric_crs(table, name="streets")
     lines = to_crs(table[[table.geometry.name]], metric, name="streets").geometry.to_numpy()
     ends = np.concatenate([table["u"].to_numpy(), table["v"].to_numpy()])
     points = np.concatenate([shapely.get_point(lines, 0), shapely.get_point(lines, -1)])

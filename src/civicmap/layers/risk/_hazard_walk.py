@@ -18,12 +18,11 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from civicmap.crs import require_crs, to_crs
+from civicmap.crs import metric_crs, require_crs, to_crs
 from civicmap.errors import GeometryError, InputError
 from civicmap.layers.network import (
     StreetNetwork,
     TargetSearch,
-    metric_crs,
     path_vertices,
     search_targets,
     snap_to_nodes,

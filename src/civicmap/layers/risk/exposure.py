@@ -38,7 +38,7 @@ import rasterio
 import shapely
 from pyproj import CRS
 
-from civicmap.crs import local_metric_crs, require_crs, to_crs, to_wgs84
+from civicmap.crs import metric_crs, require_crs, to_crs
 from civicmap.errors import GeometryError, InputError
 from civicmap.layers.risk._lines import cut_lines, flatten_zones
 from civicmap.layers.risk._population import population_table
@@ -53,7 +53,6 @@ from civicmap.layers.risk.hazard import (
     raster_levels,
 )
 from civicmap.sources._clean import clean_geometries
-from civicmap.types import BBox
 
 __all__ = [
     "EXPOSURE_TYPES",
@@ -250,12 +249,7 @@ def population_by_class(
 
 def analysis_crs(gdf: gpd.GeoDataFrame) -> CRS:
     """The frame's CRS if projected in metres, else the UTM zone of its extent."""
-    crs = require_crs(gdf, name="exposure")
-    unit = crs.axis_info[0].unit_name if crs.axis_info else ""
-    if crs.is_projected and unit in ("metre", "meter"):
-        return crs
-    box = gpd.GeoDataFrame(geometry=[shapely.box(*gdf.total_bounds)], crs=crs)
-    return local_metric_crs(BBox(*to_wgs84(box, name="exposure extent").total_bounds))
+    return metric_crs(gdf, name="exposure")
 
 
 def _family_of(gdf: gpd.GeoDataFrame) -> str:

@@ -9,10 +9,9 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from civicmap.crs import local_metric_crs, parse_crs, require_crs, to_crs, to_wgs84
+from civicmap.crs import metric_crs, require_crs, to_crs
 from civicmap.errors import GeometryError, InputError
 from civicmap.sources._clean import clean_geometries
-from civicmap.types import BBox
 
 __all__ = ["clean_footprints", "metric_crs_of", "to_metric"]
 
@@ -21,18 +20,10 @@ log = logging.getLogger(__name__)
 
 def metric_crs_of(gdf: gpd.GeoDataFrame, *, name: str, crs: CRS | str | int | None = None) -> CRS:
     """``crs`` if given, else the frame's own CRS when projected in metres, else its local UTM zone."""
-    if crs is not None:
-        return parse_crs(crs)
-    own = require_crs(gdf, name=name)
-    unit = own.axis_info[0].unit_name if own.axis_info else ""
-    if own.is_projected and unit in ("metre", "meter"):
-        return own
-    if gdf.empty:
-        raise InputError(f"layer {name!r} is empty and in {own.to_string()}; give crs= (a metric CRS) explicitly")
-    bounds = to_wgs84(gdf[[gdf.geometry.name]], name=name).total_bounds
-    utm = local_metric_crs(BBox(*(float(b) for b in bounds)))
-    log.info("layer %r is in %s; computing in the local UTM zone %s", name, own.to_string(), utm.to_string())
-    return utm
+    chosen = metric_crs(gdf, name=name, crs=crs)
+    if crs is None and not chosen.equals(require_crs(gdf, name=name)):
+        log.info("layer %r is in %s; computing in the local UTM zone %s", name, gdf.crs, chosen.to_string())
+    return chosen
 
 
 def to_metric(gdf: gpd.GeoDataFrame, crs: CRS, *, name: str) -> gpd.GeoDataFrame:
