@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -130,9 +131,9 @@ Port = Annotated[int | None, typer.Option(help="Port (default CIVICMAP_PORT or 8
 @app.command()
 def serve(project: Project, host: Host = None, port: Port = None) -> None:
     """Serve PROJECT's layers: XYZ tiles, TileJSON, OGC API Features and the web map."""
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     try:
-        settings = ServiceSettings.from_env(**overrides)
+        settings = ServiceSettings.from_env()
+        settings = replace(settings, host=host or settings.host, port=port or settings.port)
         typer.echo(f"serving {project} at http://{settings.host}:{settings.port}/  (Ctrl+C to stop)")
         run_service(project, settings=settings)
     except CivicmapError as exc:

@@ -170,14 +170,19 @@ def run_impact(
     if unknown:
         raise InputError(f"unknown impact options {sorted(unknown)}")
     exposure_gdf = exposure if isinstance(exposure, gpd.GeoDataFrame) else read_vector(exposure)
-    typing = {"exposure_type_field": exposure_type_field, "type_mapping": opts.get("type_mapping")}
+    type_mapping = opts.get("type_mapping")
     zones = None
     if _is_raster(hazard):
         assert isinstance(hazard, str | Path)
         validate_raster(hazard)
         chosen = classification or FLOOD_PETABENCANA
         impacted = exposed_to_raster(
-            exposure_gdf, hazard, classification=chosen, stat=opts.get("stat", "max"), **typing
+            exposure_gdf,
+            hazard,
+            classification=chosen,
+            stat=opts.get("stat", "max"),
+            exposure_type_field=exposure_type_field,
+            type_mapping=type_mapping,
         )
     else:
         hazard_gdf = hazard if isinstance(hazard, gpd.GeoDataFrame) else read_vector(hazard)
@@ -196,7 +201,13 @@ def run_impact(
         if classified.unmapped:
             log.warning("hazard values with no class, left unclassed: %s", dict(classified.unmapped))
         zones = classified.zones
-        impacted = exposed_features(exposure_gdf, classified, classification=chosen, **typing)
+        impacted = exposed_features(
+            exposure_gdf,
+            classified,
+            classification=chosen,
+            exposure_type_field=exposure_type_field,
+            type_mapping=type_mapping,
+        )
     if aggregation is not None:
         areas = aggregation if isinstance(aggregation, gpd.GeoDataFrame) else read_vector(aggregation)
         impacted = assign_aggregation(impacted, areas, name_field=opts.get("aggregation_field"))

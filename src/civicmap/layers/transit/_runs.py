@@ -51,7 +51,8 @@ def clean_runs(
     pts["run_id"] = pts["trace_id"] + np.where(part > 0, "/" + part.astype(str), "")
     if gap.any():
         problems.append(f"{int(gap.sum())} gaps longer than {split_gap_s:g} s split traces into separate runs")
-    step = np.hypot(pts["x"].diff(), pts["y"].diff()).where(pts["run_id"].eq(pts["run_id"].shift()), 0.0)
+    step = pd.Series(np.hypot(pts["x"].diff(), pts["y"].diff()), index=pts.index)
+    step = step.where(pts["run_id"].eq(pts["run_id"].shift()), 0.0)
     stats = pd.DataFrame({"n": pts.groupby("run_id").size(), "m": step.groupby(pts["run_id"]).sum()})
     short = stats.index[(stats["n"] < min_points) | (stats["m"] < min_length_m)]
     for run in short:

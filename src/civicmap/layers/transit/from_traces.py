@@ -111,10 +111,11 @@ def gtfs_from_traces(
     problems = [*traces.problems, *problems]
     if frame.empty:
         raise InputError("no usable GPS run after cleaning: " + "; ".join(problems))
-    lines = frame.groupby("run_id", sort=True).apply(
-        lambda g: shapely.linestrings(g["x"], g["y"]), include_groups=False
-    )
-    lines = pd.Series(shapely.simplify(lines.to_numpy(), options.simplify_m), index=lines.index)
+    codes, run_ids = pd.factorize(frame["run_id"], sort=True)
+    order = np.argsort(codes, kind="stable")  # linestrings() wants each run's points together, in time order
+    xy = frame[["x", "y"]].to_numpy()[order]
+    geoms = shapely.linestrings(xy[:, 0], xy[:, 1], indices=codes[order])
+    lines = pd.Series(shapely.simplify(geoms, options.simplify_m), index=pd.Index(run_ids, name="run_id"))
     runs = _run_table(frame, lines, group_runs(lines, distance_m=options.group_distance_m))
     edges = _street_edges(street_graph, metric) if street_graph is not None else None
     if edges is not None:
@@ -122,7 +123,8 @@ def gtfs_from_traces(
     events = dwell_events(frame, radius_m=options.dwell_radius_m, min_dwell_s=options.min_dwell_s)
     stops, events = _cluster_stops(events, options)
     patterns = [
-        _pattern(trip, group, frame, lines, events, stops, edges, options) for trip, group in runs.groupby("trip_id")
+        _pattern(str(trip), group, frame, lines, events, stops, edges, options)
+        for trip, group in runs.groupby("trip_id")
     ]
     feed = GTFSFeed(tables=_tables(patterns, runs, stops, metric, options), problems=tuple(problems))
     for problem in problems:

@@ -365,7 +365,7 @@ def _check_shapes(t: dict[str, pd.DataFrame], max_m: float) -> list[GTFSProblem]
     west, south, east, north = points.total_bounds
     metric = local_metric_crs(BBox(west, south, east, north))
     lines_m, points_m = lines.to_crs(metric).to_numpy(), points.to_crs(metric).to_numpy()
-    dist = shapely.distance(points_m, lines_m[uniques.get_indexer(pairs["shape_id"])])
+    dist = shapely.distance(points_m, lines_m[uniques.get_indexer(pd.Index(pairs["shape_id"]))])
     far = dist > max_m
     if not far.any():
         return []
