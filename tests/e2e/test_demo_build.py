@@ -160,6 +160,7 @@ def test_demo_transit_feeds_and_coverage(built):
     assert 0.5 < doc["coverage"]["share_buildings"] < 0.9
     uncovered = ws.read_layer("transit_uncovered")
     assert len(uncovered) == doc["coverage"]["uncovered_cells"] > 0
+    assert uncovered.geometry.notna().all() and (uncovered.area == 100 * 100).all()  # 100 m cells, every one drawn
 
 
 def test_demo_settlement_layers(built):

@@ -132,11 +132,9 @@ def _uncovered_cells(
     if population_col is not None:
         agg["population"] = ("population", "sum")
     cells = frame.groupby(["cx", "cy"]).agg(**agg).reset_index()
-    cells = cells[cells["n_covered"] == 0].drop(columns="n_covered")
-    boxes = shapely.box(
-        cells["cx"] * cell_m, cells["cy"] * cell_m, (cells["cx"] + 1) * cell_m, (cells["cy"] + 1) * cell_m
-    )
-    return gpd.GeoDataFrame(cells.reset_index(drop=True), geometry=boxes, crs=out.crs)
+    cells = cells[cells["n_covered"] == 0].drop(columns="n_covered").reset_index(drop=True)
+    x, y = cells["cx"].to_numpy() * cell_m, cells["cy"].to_numpy() * cell_m
+    return gpd.GeoDataFrame(cells, geometry=shapely.box(x, y, x + cell_m, y + cell_m), crs=out.crs)
 
 
 def euclidean_catchment(stops: gpd.GeoDataFrame, *, radius_m: float = 500.0) -> gpd.GeoDataFrame:
