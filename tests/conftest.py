@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +36,24 @@ def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixture form of :func:`block_network`."""
     block_network(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """The demo city built ONCE per test session, offline, into a temporary GeoPackage.
+
+    Returns ``(workspace, build_report)``. Shared by many test modules: treat it as read-only
+    (tests that write layers make their own store).
+    """
+    from civicmap.cli import DEMO_PROJECT
+    from civicmap.config import read_project_config
+    from civicmap.store import GeoPackageStore
+    from civicmap.workspace import Workspace
+
+    store = GeoPackageStore(tmp_path_factory.mktemp("demo_build") / "demo.gpkg")
+    ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
+    with pytest.MonkeyPatch.context() as mp:  # offline: any connection attempt fails the build
+        block_network(mp)
+        report = ws.build(progress=False)
+    assert not report.failed, report
+    return ws, report

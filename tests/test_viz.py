@@ -11,11 +11,8 @@ import shapely
 import xyzservices.providers as xyz
 from pyproj import Transformer
 
-from civicmap.cli import DEMO_PROJECT
-from civicmap.config import read_project_config
 from civicmap.errors import CRSError, InputError
 from civicmap.impact import PRESETS
-from civicmap.store import GeoPackageStore
 from civicmap.viz import (
     INFORMALITY_COLOURS,
     MISSING_COLOUR,
@@ -27,8 +24,6 @@ from civicmap.viz import (
     settlement_map,
     transit_map,
 )
-from civicmap.workspace import Workspace
-from conftest import block_network
 
 XSS = "<img src=x onerror=alert(1)>"
 ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
@@ -36,19 +31,13 @@ UTM_37S = "EPSG:32737"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    store = GeoPackageStore(tmp_path_factory.mktemp("viz") / "demo.gpkg")
-    workspace = Workspace(read_project_config(DEMO_PROJECT), store=store)
-    with pytest.MonkeyPatch.context() as mp:
-        block_network(mp)
-        report = workspace.build(progress=False)
-    assert not report.failed, report
-    return workspace
+def ws(demo_build):
+    return demo_build[0]
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    block_network(monkeypatch)
+def offline(no_network):
+    """Rendering must not touch the network (the conftest's guard)."""
 
 
 def render(m) -> str:

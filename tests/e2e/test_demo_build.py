@@ -12,21 +12,14 @@ from typer.testing import CliRunner
 import civicmap
 from civicmap.cli import DEMO_PROJECT, app
 from civicmap.config import read_project_config
-from civicmap.store import GeoPackageStore
 from civicmap.workspace import Workspace
-from conftest import block_network
 
 EXPECTED = json.loads((DEMO_PROJECT / "expected.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    store = GeoPackageStore(tmp_path_factory.mktemp("demo") / "demo.gpkg")
-    ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
-    with pytest.MonkeyPatch.context() as mp:  # offline: any connection attempt fails the build
-        block_network(mp)
-        report = ws.build(progress=False)
-    return ws, report
+def built(demo_build):
+    return demo_build
 
 
 def test_demo_builds_every_layer_offline(built):

@@ -8,12 +8,8 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 
-from civicmap.cli import DEMO_PROJECT
-from civicmap.config import read_project_config
 from civicmap.serve import ServiceSettings, create_app
 from civicmap.store import GeoPackageStore
-from civicmap.workspace import Workspace
-from conftest import block_network
 
 GEOJSON = "application/geo+json"
 CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
@@ -21,13 +17,8 @@ BONDENI_BBOX = "39.2330,-6.8230,39.2380,-6.8180"
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    store = GeoPackageStore(tmp_path_factory.mktemp("serve_features") / "demo.gpkg")
-    ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
-    with pytest.MonkeyPatch.context() as mp:
-        block_network(mp)
-        assert not ws.build(progress=False).failed
-    return ws
+def workspace(demo_build):
+    return demo_build[0]
 
 
 @pytest.fixture(scope="module")

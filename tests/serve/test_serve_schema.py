@@ -6,13 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from civicmap.cli import DEMO_PROJECT
-from civicmap.config import read_project_config
 from civicmap.serve import ServiceSettings, create_app
-from civicmap.store import GeoPackageStore
 from civicmap.tiles.grid import tiles_for_bbox
-from civicmap.workspace import Workspace
-from conftest import block_network
 
 EXAMPLES_PER_OPERATION = 20
 LAYERS = ("buildings", "roads", "amenities", "streets_walk_edges", "dem", "orthophoto", "buildings,roads")
@@ -48,12 +43,8 @@ def cases(operation):
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory):
-    store = GeoPackageStore(tmp_path_factory.mktemp("serve_schema") / "demo.gpkg")
-    ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
-    with pytest.MonkeyPatch.context() as mp:
-        block_network(mp)
-        assert not ws.build(progress=False).failed
+def api_schema(demo_build):
+    ws = demo_build[0]
     app = create_app(ws, ServiceSettings(max_items_limit=200))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

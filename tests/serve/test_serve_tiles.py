@@ -10,25 +10,16 @@ import pytest
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 
-from civicmap.cli import DEMO_PROJECT
-from civicmap.config import read_project_config
 from civicmap.serve import ServiceSettings, create_app
 from civicmap.store import GeoPackageStore
 from civicmap.tiles.grid import tile_bounds, tiles_for_bbox
-from civicmap.workspace import Workspace
-from conftest import block_network
 
 MVT = "application/vnd.mapbox-vector-tile"
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    store = GeoPackageStore(tmp_path_factory.mktemp("serve_tiles") / "demo.gpkg")
-    ws = Workspace(read_project_config(DEMO_PROJECT), store=store)
-    with pytest.MonkeyPatch.context() as mp:
-        block_network(mp)
-        assert not ws.build(progress=False).failed
-    return ws
+def workspace(demo_build):
+    return demo_build[0]
 
 
 @pytest.fixture(scope="module")
