@@ -309,3 +309,99 @@ def settlements(
     counts = result.cells["informality_class"].value_counts().to_dict()
     typer.echo(f"{len(result.cells)} cells ({len(cells)} with >= {k} buildings written): {counts}")
     typer.echo(f"wrote {out / 'cells.gpkg'}, {out / 'service_gaps.csv'}")
+
+
+# -- survey intake: forms and tokens ------------------------------------------------------------
+forms_app = typer.Typer(help="Survey forms of the intake: publish, list, export submissions.", no_args_is_help=True)
+app.add_typer(forms_app, name="forms")
+tokens_app = typer.Typer(
+    help="API tokens for submitters and moderators (shown once, stored hashed).", no_args_is_help=True
+)
+app.add_typer(tokens_app, name="tokens")
+
+
+@forms_app.command("add")
+def forms_add(
+    project: Project,
+    xlsform: Annotated[Path, typer.Argument(help="The XLSForm (.xlsx/.xls) to publish.")],
+    no_anonymous: Annotated[bool, typer.Option("--no-anonymous", help="Refuse submissions without a token.")] = False,
+    coarsen_m: Annotated[
+        float, typer.Option(help="Public geometry snapped to a grid of this size (m); 0 = exact.")
+    ] = 0.0,
+    duplicate_field: Annotated[str | None, typer.Option(help="Question whose equal answers mark duplicates.")] = None,
+    duplicate_radius_m: Annotated[float, typer.Option(help="Distance for possible duplicates (m).")] = 25.0,
+    duplicate_window_h: Annotated[float, typer.Option(help="Time window for possible duplicates (h).")] = 72.0,
+) -> None:
+    """Publish a version of XLSFORM into PROJECT's intake (ODK Collect and the web form can then use it)."""
+    from civicmap.intake import FormSettings, open_intake, publish_form  # noqa: PLC0415 - keeps start-up fast
+
+    settings = FormSettings(
+        anonymous=not no_anonymous, coarsen_m=coarsen_m, duplicate_field=duplicate_field,
+        duplicate_radius_m=duplicate_radius_m, duplicate_window_h=duplicate_window_h,
+    )  # fmt: skip
+    try:
+        record = publish_form(open_intake(project).store, xlsform, settings=settings)
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"published {record.form_id} version {record.version} ({record.title})")
+
+
+@forms_app.command("list")
+def forms_list(project: Project) -> None:
+    """List PROJECT's published forms (latest version each)."""
+    from civicmap.intake import open_intake  # noqa: PLC0415
+
+    try:
+        for r in open_intake(project).store.forms():
+            typer.echo(f"{r.form_id:<28} {r.version:<14} {'open' if r.open else 'closed':<7} {r.title or ''}")
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+
+
+@forms_app.command("export")
+def forms_export(
+    project: Project,
+    form: Annotated[str, typer.Argument(help="Form id.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .geojson, .csv or .gpkg.")],
+    state: Annotated[str, typer.Option(help="approved, pending, rejected, needs_changes or all.")] = "approved",
+) -> None:
+    """Export FORM's submissions (private answers included: handle the file with care)."""
+    from civicmap.intake import open_intake, write_export  # noqa: PLC0415
+
+    try:
+        path = write_export(open_intake(project).store, form, out, state=None if state == "all" else state)
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {path}")
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    project: Project,
+    role: Annotated[str, typer.Option(help="anonymous_submitter, mapper, moderator, analyst or admin.")],
+    form: Annotated[str | None, typer.Option("--form", help="Limit the token to this form.")] = None,
+    days: Annotated[float | None, typer.Option(help="Days until it expires (default 90).")] = 90,
+    label: Annotated[str | None, typer.Option(help="A note: whose token this is.")] = None,
+) -> None:
+    """Issue a token; it is printed ONCE (only its hash is stored)."""
+    from civicmap.intake import issue_token, open_intake  # noqa: PLC0415
+
+    try:
+        intake = open_intake(project)
+        issued = issue_token(intake.store, role=role, project=intake.project, form_id=form, days=days, label=label)
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"token id {issued.record.id}, role {role}, expires {issued.record.expires_at or 'never'}")
+    typer.echo(issued.token)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(project: Project, token_id: Annotated[str, typer.Argument(help="The token id.")]) -> None:
+    """Revoke a token at once."""
+    from civicmap.intake import open_intake  # noqa: PLC0415
+
+    try:
+        record = open_intake(project).store.revoke_token(token_id, who="cli")
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"revoked {record.id} at {record.revoked_at}")

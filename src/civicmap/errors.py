@@ -9,8 +9,16 @@ working for code that does not know civicmap::
     │   ├── CRSError                    missing, wrong or mismatched CRS; swapped lon/lat
     │   ├── GeometryError               geometries that cannot be repaired
     │   ├── FormError                   an XLSForm that cannot be turned into a schema
-    │   └── ConfigError                 a civicmap.toml that is wrong (names the key path)
+    │   ├── ConfigError                 a civicmap.toml that is wrong (names the key path)
+    │   ├── SubmissionError             a survey submission with problems (``problems``: every one)
+    │   ├── TooLargeError               a request or attachment over its size limit
+    │   └── MediaTypeError              an attachment whose bytes are not an accepted type
     ├── NotFoundError(LookupError)      a file, layer, form or feature that does not exist
+    ├── ConflictError                   clashes with stored state (same ID, other content; stale
+    │                                   version; closed form)
+    ├── AuthError(PermissionError)      missing, unknown, expired or revoked token
+    │   └── ForbiddenError              a valid token without the right role or scope
+    ├── RateLimitError                  too many requests from one client
     └── StoreError(RuntimeError)        the store could not read or write
 
 Messages name the bad value, what was expected and the fix. HTTP status codes are mapped
@@ -19,15 +27,25 @@ from this tree in ``civicmap.serve`` only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
+    "AuthError",
     "CRSError",
     "CivicmapError",
     "ConfigError",
+    "ConflictError",
+    "ForbiddenError",
     "FormError",
     "GeometryError",
     "InputError",
+    "MediaTypeError",
     "NotFoundError",
+    "RateLimitError",
     "StoreError",
+    "SubmissionError",
+    "TooLargeError",
 ]
 
 
@@ -61,3 +79,35 @@ class NotFoundError(CivicmapError, LookupError):
 
 class StoreError(CivicmapError, RuntimeError):
     """The store could not read or write."""
+
+
+class SubmissionError(InputError):
+    """A survey submission has problems; ``problems`` lists every one (``RowError``-like objects)."""
+
+    def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class TooLargeError(InputError):
+    """A request body or attachment is larger than the limit named in the message."""
+
+
+class MediaTypeError(InputError):
+    """An attachment's content is not one of the accepted types (checked on its bytes, not its name)."""
+
+
+class ConflictError(CivicmapError):
+    """The request clashes with stored state: same ID with other content, a stale version, a closed form."""
+
+
+class AuthError(CivicmapError, PermissionError):
+    """No usable credentials: the token is missing, unknown, expired or revoked."""
+
+
+class ForbiddenError(AuthError):
+    """The token is valid but its role or scope does not allow this action."""
+
+
+class RateLimitError(CivicmapError):
+    """Too many requests from one client in a time window; the message says the limit."""

@@ -18,9 +18,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 import civicmap
+from civicmap.serve._web import install_web
 from civicmap.serve.deps import LayerCatalog, ServiceState
 from civicmap.serve.errors import REQUEST_ID_HEADER, RequestContextMiddleware, install_error_handlers
-from civicmap.serve.routes import ROUTERS
+from civicmap.serve.routes import ROUTERS, summaries
+from civicmap.serve.routes.forms import install_intake
 from civicmap.serve.settings import ServiceSettings
 from civicmap.store import Store
 from civicmap.tiles.cache import TileCache
@@ -69,6 +71,8 @@ def create_app(workspace: ServedWorkspace | str | Path, settings: ServiceSetting
         version=civicmap.__version__,
         description="Map tiles (MVT, PNG), TileJSON 3.0.0 and OGC API - Features of a civicmap workspace.",
         lifespan=lifespan,
+        docs_url=None,  # /docs from install_web: Swagger UI from npm, no CDN
+        redoc_url=None,
     )
     app.state.civicmap_workspace = ws
     app.state.civicmap = ServiceState(settings=settings, name=ws.name, catalog=catalog, cache=cache)
@@ -86,6 +90,9 @@ def create_app(workspace: ServedWorkspace | str | Path, settings: ServiceSetting
     app.add_middleware(RequestContextMiddleware)  # outermost: every response carries X-Request-ID
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(summaries.router)
+    install_intake(app, ws, cache, catalog)  # survey intake routes, when ws is a project folder
+    install_web(app, settings.web_dir)  # /map/, /form/, /vendor/, /docs
     return app
 
 

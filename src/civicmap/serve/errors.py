@@ -18,7 +18,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from civicmap.errors import CivicmapError, ConfigError, InputError, NotFoundError, StoreError
+from civicmap.errors import (
+    AuthError,
+    CivicmapError,
+    ConfigError,
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    MediaTypeError,
+    NotFoundError,
+    RateLimitError,
+    StoreError,
+    SubmissionError,
+    TooLargeError,
+)
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -35,7 +48,14 @@ log = logging.getLogger(__name__)
 STATUS_CODES: dict[type[BaseException], int] = {
     ConfigError: 500,  # the service's own project file: not the caller's fault
     NotFoundError: 404,
+    SubmissionError: 422,
+    TooLargeError: 413,
+    MediaTypeError: 415,
     InputError: 400,
+    ForbiddenError: 403,
+    AuthError: 401,
+    ConflictError: 409,
+    RateLimitError: 429,
     StoreError: 500,
     TimeoutError: 503,
     CivicmapError: 500,
@@ -45,7 +65,14 @@ _CODES = {
     400: "InvalidParameterValue",
     404: "NotFound",
     405: "MethodNotAllowed",
+    401: "Unauthorized",
+    403: "Forbidden",
     406: "NotAcceptable",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    422: "UnprocessableContent",
+    429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
 }
@@ -82,7 +109,14 @@ async def _civicmap_error(request: Request, exc: Exception) -> JSONResponse:
     rid = _request_id(request.scope)
     if status >= 500:
         log.error("request %s %s failed (%d): %s", rid, request.url.path, status, exc, exc_info=exc)
-    return error_response(status, str(exc), rid)
+    response = error_response(status, str(exc), rid)
+    if isinstance(exc, SubmissionError):  # every problem, one object each (RowError fields)
+        problems = [{"field": p.field, "value": p.value, "problem": p.problem} for p in exc.problems]
+        body = {"code": "UnprocessableContent", "description": str(exc), "problems": problems}
+        response = JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: rid, "Cache-Control": "no-store"})
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="civicmap"'
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

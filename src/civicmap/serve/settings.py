@@ -25,6 +25,9 @@ CIVICMAP_TILE_MAX_AGE     tile_max_age_s               ``Cache-Control: max-age`
 CIVICMAP_DATA_MAX_AGE     data_max_age_s               max-age of catalogue and feature responses (60)
 CIVICMAP_CATALOG_TTL      catalog_ttl_s                seconds between looks at the store's catalogue
                                                        for new layer versions (2)
+CIVICMAP_WEB_DIR          web_dir                      folder of the web pages (map, form) and their
+                                                       npm packages; default: ``web/`` of the source
+                                                       checkout; pages are not served if it is absent
 ========================  ===========================  ==============================================
 """
 
@@ -67,6 +70,7 @@ class ServiceSettings:
     tile_max_age_s: int = 3600
     data_max_age_s: int = 60
     catalog_ttl_s: float = 2.0
+    web_dir: Path | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -131,4 +135,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "tile_max_age_s": int,
     "data_max_age_s": int,
     "catalog_ttl_s": float,
+    "web_dir": Path,
 }

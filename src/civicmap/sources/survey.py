@@ -46,7 +46,7 @@ geo text.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +56,7 @@ import pandas as pd
 import shapely
 
 from civicmap.errors import InputError
-from civicmap.sources._survey_formats import read_raw
+from civicmap.sources._survey_formats import META, RawTable, read_raw
 from civicmap.sources._survey_schema import GEO_TYPES, Choice, FormField, FormSchema, read_form
 from civicmap.sources._survey_validate import (
     Problems,
@@ -70,7 +70,15 @@ from civicmap.sources._survey_validate import (
 )
 from civicmap.types import BBox, Provenance, RowError
 
-__all__ = ["Choice", "FormField", "FormSchema", "Submissions", "read_form", "read_submissions"]
+__all__ = [
+    "Choice",
+    "FormField",
+    "FormSchema",
+    "Submissions",
+    "read_form",
+    "read_submissions",
+    "validate_submission",
+]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +156,63 @@ def read_submissions(
     )
     log.info("submissions: %d read, %d kept, %d errors, %d duplicates", len(rows), len(good), len(errors), duplicates)
     return Submissions(good, errors, duplicates, prov, form, tuple(unread))
+
+
+def validate_submission(
+    answers: Mapping[str, object],
+    form: FormSchema,
+    *,
+    instance_id: str | None = None,
+    area: BBox | None = None,
+    source_format: str = "json",
+) -> tuple[gpd.GeoDataFrame | None, list[RowError]]:
+    """Validate ONE submission with the same rules as :func:`read_submissions` (one-row table).
+
+    ``answers`` maps field keys (``"group/field"``, or nested mappings) to values; geo answers
+    are ODK text (``"lat lon alt acc"``, **latitude first**). ``instance_id`` defaults to
+    ``answers["meta/instanceID"]``. Keys that are not questions of ``form`` are problems too.
+    Returns the typed row (GeoDataFrame in EPSG:4326, index = instanceID) or None, and every
+    problem found (an empty list when the row is good).
+    """
+    flat = _flat_answers(answers)
+    record: dict[str, object] = dict.fromkeys(META, pd.NA) | {k: _answer_text(v) for k, v in flat.items()}
+    record |= {"__instance_id": instance_id or flat.get("meta/instanceID") or pd.NA, "__file": "submission", "__row": 1}
+    raw = RawTable(pd.DataFrame([record]), source_format)
+    geo = _geometry_field(form, None)
+    rows, unused = normalise(raw, form, geo_field=geo)
+    problems = Problems()
+    known = {"meta/instanceID", "meta/deprecatedID", "meta/instanceName"}
+    for key in (k for k in unused if k not in known and not k.startswith("meta/")):
+        problems.add(pd.Series([True]), key, pd.Series([record[key]]), f"not a question of form {form.form_id!r}")
+    _identity(rows, problems, form)
+    frame = _typed_frame(rows, form, geo, area=area, problems=problems)
+    errors = problems.row_errors(pd.Series([1]), rows["__instance_id"])
+    if errors:
+        return None, errors
+    return frame.set_index(frame["instance_id"].to_numpy()), []
+
+
+def _flat_answers(answers: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in answers.items():
+        if isinstance(value, Mapping):
+            out |= _flat_answers(value, f"{prefix}{key}/")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _answer_text(value: object) -> object:
+    """An answer as the text the validators read (JSON numbers without a trailing ``.0``, lists space-joined)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return pd.NA
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
 
 
 def _geometry_field(schema: FormSchema, name: str | None) -> FormField | None:

@@ -1,0 +1,147 @@
+"""Survey intake: submissions from phones and the web form, durably stored, moderated, then mapped.
+
+>>> from civicmap.intake import open_intake, publish_form, approved_submissions
+>>> intake = open_intake("sample_data/demo")                                   # doctest: +SKIP
+>>> publish_form(intake.store, "sample_data/demo/forms/building_survey.xlsx")  # doctest: +SKIP
+>>> intake.on_change(lambda event: print(event.form_id, event.bbox))          # doctest: +SKIP
+>>> approved_submissions(intake.store, "building_survey")                      # doctest: +SKIP
+
+The store is one SQLite file beside the workspace store (``<store folder>/intake.sqlite``,
+attachments in ``intake_attachments/``). A workspace whose store is PostGIS keeps its intake in
+``<project>/.civicmap/intake.sqlite`` too: a PostgreSQL intake backend is not written yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from civicmap.config import ProjectConfig, read_project_config
+from civicmap.errors import AuthError, RateLimitError
+from civicmap.intake.base import (
+    ChangeEvent,
+    FormRecord,
+    FormSettings,
+    IntakeLimits,
+    IntakeStore,
+    PutResult,
+    SubmissionRecord,
+)
+from civicmap.intake.exports import export_bytes, write_export
+from civicmap.intake.forms import publish_form
+from civicmap.intake.moderation import approved_submissions, moderate
+from civicmap.intake.store import SQLiteIntakeStore
+from civicmap.intake.submissions import Incoming, submit
+from civicmap.intake.tokens import CAN_MODERATE, Principal, authenticate, issue_token, require
+from civicmap.types import BBox
+
+__all__ = [
+    "ChangeEvent",
+    "FormRecord",
+    "FormSettings",
+    "Intake",
+    "IntakeLimits",
+    "IntakeStore",
+    "SQLiteIntakeStore",
+    "approved_submissions",
+    "export_bytes",
+    "intake_path",
+    "issue_token",
+    "open_intake",
+    "publish_form",
+    "write_export",
+]
+
+log = logging.getLogger(__name__)
+
+INTAKE_FILE = "intake.sqlite"
+
+
+class Intake:
+    """One project's intake: the store, the project area (lat/lon swap check), limits and change hooks."""
+
+    def __init__(
+        self, store: IntakeStore, *, project: str, area: BBox | None = None, limits: IntakeLimits | None = None
+    ) -> None:
+        self.store = store
+        self.project = project
+        self.area = area
+        self.limits = limits or IntakeLimits()
+        self._callbacks: list[Callable[[ChangeEvent], None]] = []
+        self._hits: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def on_change(self, callback: Callable[[ChangeEvent], None]) -> None:
+        """Call ``callback(event)`` whenever the approved submissions of a form change."""
+        self._callbacks.append(callback)
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The caller of a request with ``token`` (None = anonymous)."""
+        return authenticate(self.store, token, project=self.project)
+
+    def submit(
+        self, incoming: Incoming, files: Mapping[str, bytes], *, principal: Principal, client: str = ""
+    ) -> PutResult:
+        """Store a submission if ``principal`` may submit to its form (anonymous only where the form allows)."""
+        form = self.store.form(incoming.form_id, incoming.version)
+        if principal.anonymous:
+            if not form.settings.anonymous:
+                raise AuthError(f"form {form.form_id!r} does not take anonymous submissions; send a mapper token")
+            self._count(client)
+        else:
+            require(
+                principal, frozenset({"mapper", "moderator", "analyst", "admin"}), form_id=form.form_id, action="submit"
+            )
+        return submit(self.store, incoming, files, submitter=principal.who, area=self.area, limits=self.limits)
+
+    def moderate(self, instance_id: str, *, principal: Principal, **change: Any) -> SubmissionRecord:
+        """Moderate (see :func:`civicmap.intake.moderation.moderate`) and tell the change hooks."""
+        form_id = self.store.submission(instance_id).form_id
+        require(principal, CAN_MODERATE, form_id=form_id if principal.form_id else None, action="moderation")
+        record, event = moderate(self.store, instance_id, who=principal.who, **change)
+        if event is not None:
+            for callback in self._callbacks:
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("change hook %r failed for %s", callback, event)
+        return record
+
+    def _count(self, client: str) -> None:
+        """Anonymous rate limit per client address (fixed one-minute windows, this process only)."""
+        limit = self.limits.rate_per_minute
+        if limit <= 0:
+            return
+        minute = int(time.time() // 60)
+        with self._lock:
+            start, count = self._hits.get(client, (minute, 0))
+            count = count + 1 if start == minute else 1
+            self._hits[client] = (minute, count)
+        if count > limit:
+            raise RateLimitError(
+                f"too many anonymous submissions from {client or 'this client'}: at most {limit} a minute"
+            )
+
+
+def intake_path(config: ProjectConfig) -> Path:
+    """Where a project's intake SQLite file lives (see the module docstring)."""
+    url = config.store_url
+    if url.startswith(("postgresql://", "postgres://")):
+        log.warning("PostGIS workspace store: survey intake stays in SQLite (no PostgreSQL intake backend yet)")
+        return config.root / ".civicmap" / INTAKE_FILE
+    path = Path(url.removeprefix("file://"))
+    return (path if path.is_absolute() else config.root / path).parent / INTAKE_FILE
+
+
+def open_intake(
+    project: str | Path | ProjectConfig, *, area: BBox | None = None, limits: IntakeLimits | None = None
+) -> Intake:
+    """The intake of the project in folder ``project`` (its ``civicmap.toml``), store created if needed."""
+    config = project if isinstance(project, ProjectConfig) else read_project_config(project)
+    area = area or config.area.bbox
+    store = SQLiteIntakeStore(intake_path(config))
+    return Intake(store, project=config.name, area=area, limits=limits or IntakeLimits.from_env())

@@ -1,0 +1,456 @@
+"""The SQLite intake store: one file, WAL journal, ``synchronous=FULL``, a busy timeout.
+
+Durability: every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction and with
+``synchronous=FULL`` in WAL mode the commit returns only after the WAL is fsynced, so a
+submission acknowledged with 201 survives a kill or power loss (sqlite.org/pragma.html).
+Attachments are written and fsynced first (:mod:`civicmap.intake.attachments`), the row second.
+
+Idempotency is the ``UNIQUE`` constraint on ``submissions.instance_id``: the INSERT is tried and
+a constraint violation is answered by comparing content hashes (same: the stored one is
+returned and new attachments merged; other: :class:`ConflictError`). ``BEGIN IMMEDIATE`` takes
+the write lock first, so two processes on the same file are serialised (``SQLITE_BUSY`` is
+waited out for ``busy_timeout_s``). WAL is refused on network file systems (NFS, SMB/CIFS),
+where its shared-memory index is unsafe.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from civicmap.errors import ConflictError, NotFoundError, StoreError
+from civicmap.intake.base import (
+    AttachmentRecord,
+    AuditEntry,
+    FormRecord,
+    FormSettings,
+    NewSubmission,
+    PutResult,
+    StagedAttachment,
+    SubmissionRecord,
+    TokenRecord,
+)
+from civicmap.types import BBox
+
+__all__ = ["SQLiteIntakeStore", "receipt_for", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forms (
+  form_id TEXT NOT NULL, version TEXT NOT NULL, title TEXT, xlsform BLOB, schema TEXT NOT NULL,
+  xform_xml TEXT NOT NULL, settings TEXT NOT NULL, published_at TEXT NOT NULL,
+  open INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (form_id, version));
+CREATE TABLE IF NOT EXISTS submissions (
+  id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL UNIQUE, form_id TEXT NOT NULL, version TEXT NOT NULL,
+  answers TEXT NOT NULL, edited_answers TEXT, geometry TEXT, public_geometry TEXT, lon REAL, lat REAL,
+  category TEXT, state TEXT NOT NULL DEFAULT 'pending'
+    CHECK (state IN ('pending', 'approved', 'rejected', 'needs_changes')),
+  content_hash TEXT NOT NULL, submitted_at TEXT NOT NULL, submitter TEXT NOT NULL, source TEXT NOT NULL,
+  duplicate_of TEXT, duplicate_score REAL, row_version INTEGER NOT NULL DEFAULT 1, receipt TEXT NOT NULL,
+  reviewed_at TEXT, reviewed_by TEXT);
+CREATE INDEX IF NOT EXISTS submissions_form_state ON submissions (form_id, state);
+CREATE INDEX IF NOT EXISTS submissions_form_time ON submissions (form_id, submitted_at);
+CREATE TABLE IF NOT EXISTS attachments (
+  instance_id TEXT NOT NULL REFERENCES submissions (instance_id), name TEXT NOT NULL, sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL, media_type TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (instance_id, name));
+CREATE TABLE IF NOT EXISTS audit_log (
+  id INTEGER PRIMARY KEY, who TEXT NOT NULL, at TEXT NOT NULL, action TEXT NOT NULL, instance_id TEXT,
+  reason TEXT, before TEXT, after TEXT);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, hash TEXT NOT NULL, role TEXT NOT NULL, project TEXT NOT NULL, form_id TEXT,
+  created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT, label TEXT);
+"""
+_SUB_COLUMNS = (
+    "instance_id, form_id, version, answers, edited_answers, geometry, public_geometry, lon, lat, state, "
+    "content_hash, submitted_at, submitter, source, category, duplicate_of, duplicate_score, row_version, receipt, "
+    "reviewed_at, reviewed_by"
+)
+_NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs")
+
+
+def utc_now() -> str:
+    """Now, UTC, ISO 8601 with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def receipt_for(instance_id: str) -> str:
+    """A short receipt for people (8 letters/digits), the same for every retry of one submission."""
+    digest = hashlib.sha256(instance_id.encode()).digest()
+    return base64.b32encode(digest)[:8].decode()
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The file system type of ``path`` from /proc/mounts (Linux), else None."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    resolved = str(path.resolve())
+    for line in mounts:
+        parts = line.split()
+        if len(parts) > 2 and resolved.startswith(parts[1]) and len(parts[1]) >= len(best):
+            best, kind = parts[1], parts[2]
+    return kind
+
+
+class SQLiteIntakeStore:
+    """:class:`~civicmap.intake.base.IntakeStore` in one SQLite file; attachments in ``<file>.attachments/``."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0, attachments_dir: Path | None = None) -> None:
+        self.path = Path(path)
+        self.url = str(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.attachments_dir = attachments_dir or self.path.with_name(self.path.stem + "_attachments")
+        self.attachments_dir.mkdir(parents=True, exist_ok=True)
+        fs = _filesystem_type(self.path.parent)
+        if fs in _NETWORK_FS:
+            raise StoreError(
+                f"intake store {self.path} is on a network file system ({fs}); SQLite WAL is unsafe there: "
+                "put the project on a local disk or use a PostgreSQL store"
+            )
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._write() as con:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                con.execute(statement)
+
+    # -- connections ---------------------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"intake store {self.path}: could not switch to WAL (journal_mode is {mode})")
+            con.execute("PRAGMA synchronous = FULL")
+            con.execute("PRAGMA foreign_keys = ON")
+            self._local.con = con
+            with self._lock:
+                self._all.append(con)
+        return con
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction (``BEGIN IMMEDIATE``; rolled back on any error)."""
+        con = self._con()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"intake store {self.path} is busy or unwritable ({exc}); retry") from exc
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            for con in self._all:
+                con.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- forms -----------------------------------------------------------------------------
+    def publish_form(self, record: FormRecord) -> FormRecord:
+        """Store a form version; publishing the same form_id + version again returns the stored one."""
+        with self._write() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO forms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.form_id, record.version, record.title, record.xlsform, json.dumps(record.schema),
+                    record.xform_xml, json.dumps(record.settings.to_dict()), record.published_at, int(record.open),
+                ),
+            )  # fmt: skip
+            _audit(con, "cli", "publish_form", None, None, None, {"form_id": record.form_id, "version": record.version})
+        return self.form(record.form_id, record.version)
+
+    def forms(self) -> list[FormRecord]:
+        """The latest version of every form, by form id."""
+        rows = self._con().execute(
+            "SELECT * FROM forms f WHERE published_at = (SELECT max(published_at) FROM forms g "
+            "WHERE g.form_id = f.form_id) ORDER BY form_id"
+        )
+        return [_form(r) for r in rows]
+
+    def form(self, form_id: str, version: str | None = None) -> FormRecord:
+        """One form version (the latest published when ``version`` is None)."""
+        con = self._con()
+        if version is None:
+            row = con.execute(
+                "SELECT * FROM forms WHERE form_id = ? ORDER BY published_at DESC LIMIT 1", (form_id,)
+            ).fetchone()
+        else:
+            row = con.execute("SELECT * FROM forms WHERE form_id = ? AND version = ?", (form_id, version)).fetchone()
+        if row is None:
+            known = [r[0] for r in con.execute("SELECT DISTINCT form_id FROM forms ORDER BY 1")]
+            what = f"form {form_id!r}" + (f" version {version!r}" if version else "")
+            raise NotFoundError(f"{what} is not published here; published forms: {', '.join(known) or 'none'}")
+        return _form(row)
+
+    def set_form_open(self, form_id: str, *, open_: bool, who: str) -> None:
+        """Open or close every version of a form."""
+        self.form(form_id)
+        with self._write() as con:
+            con.execute("UPDATE forms SET open = ? WHERE form_id = ?", (int(open_), form_id))
+            _audit(con, who, "open_form" if open_ else "close_form", None, None, None, {"form_id": form_id})
+
+    # -- submissions -----------------------------------------------------------------------
+    def put_submission(self, new: NewSubmission, attachments: Sequence[StagedAttachment]) -> PutResult:
+        """Insert a submission and its attachments in one transaction (idempotent; see the module docstring)."""
+        receipt = receipt_for(new.instance_id)
+        with self._write() as con:
+            try:
+                con.execute(
+                    "INSERT INTO submissions (instance_id, form_id, version, answers, geometry, public_geometry, "
+                    "lon, lat, category, content_hash, submitted_at, submitter, source, duplicate_of, "
+                    "duplicate_score, receipt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        new.instance_id, new.form_id, new.version, json.dumps(new.answers, ensure_ascii=False),
+                        new.geometry_wkt, new.public_geometry_wkt, new.lon, new.lat, new.category,
+                        new.content_hash, new.submitted_at or utc_now(), new.submitter, new.source,
+                        new.duplicate_of, new.duplicate_score, receipt,
+                    ),
+                )  # fmt: skip
+                created = True
+            except sqlite3.IntegrityError:
+                created = False
+                row = con.execute(
+                    "SELECT content_hash, form_id FROM submissions WHERE instance_id = ?", (new.instance_id,)
+                ).fetchone()
+                if row is None:  # another constraint failed: not a resubmission
+                    raise
+                if row["content_hash"] != new.content_hash or row["form_id"] != new.form_id:
+                    raise ConflictError(
+                        f"A submission already exists with this ID ({new.instance_id}), but with different content; "
+                        "give an edited submission a new instanceID (ODK: meta/deprecatedID)"
+                    ) from None
+            added = [a.name for a in attachments if _insert_attachment(con, new.instance_id, a)]
+            if created:
+                _audit(con, new.submitter, "submit", new.instance_id, None, None, {"source": new.source})
+            elif added:
+                _audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
+        return PutResult(
+            self.submission(new.instance_id), created, tuple(self.attachments(new.instance_id)), tuple(added)
+        )
+
+    def submission(self, instance_id: str) -> SubmissionRecord:
+        """One submission by instanceID."""
+        row = (
+            self._con()
+            .execute(f"SELECT {_SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (instance_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFoundError(f"no submission with instanceID {instance_id!r}")
+        return _submission(row)
+
+    def submissions(
+        self, *, form_id: str | None = None, state: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[SubmissionRecord]:
+        """Submissions in arrival order, optionally of one form and/or one state."""
+        where, args = _filters(form_id=form_id, state=state)
+        sql = f"SELECT {_SUB_COLUMNS} FROM submissions{where} ORDER BY id LIMIT ? OFFSET ?"
+        rows = self._con().execute(sql, (*args, -1 if limit is None else limit, offset))
+        return [_submission(r) for r in rows]
+
+    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
+        """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
+        sql = (
+            f"SELECT {_SUB_COLUMNS} FROM submissions WHERE form_id = ? AND submitted_at >= ? "
+            "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND category IS ? ORDER BY id"
+        )
+        args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
+        return [_submission(r) for r in self._con().execute(sql, args)]
+
+    def attachments(self, instance_id: str) -> list[AttachmentRecord]:
+        """The attachments of one submission, by name."""
+        rows = self._con().execute(
+            "SELECT name, sha256, size, media_type, path, instance_id FROM attachments WHERE instance_id = ? "
+            "ORDER BY name",
+            (instance_id,),
+        )
+        return [AttachmentRecord(**dict(r)) for r in rows]
+
+    def moderate(
+        self,
+        instance_id: str,
+        *,
+        state: str,
+        who: str,
+        reason: str | None,
+        edits: Mapping[str, Any] | None,
+        expected_version: int | None,
+    ) -> SubmissionRecord:
+        """Set the state (and merge edits) if ``expected_version`` is current; one audit line."""
+        with self._write() as con:
+            row = con.execute(
+                f"SELECT {_SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no submission with instanceID {instance_id!r}")
+            old = _submission(row)
+            if expected_version is not None and expected_version != old.row_version:
+                raise ConflictError(
+                    f"submission {instance_id} is at version {old.row_version}, not {expected_version}: someone "
+                    "moderated it meanwhile; reload it and decide again"
+                )
+            edited = {**(old.edited_answers or {}), **edits} if edits else old.edited_answers
+            now = utc_now()
+            con.execute(
+                "UPDATE submissions SET state = ?, edited_answers = ?, row_version = row_version + 1, "
+                "reviewed_at = ?, reviewed_by = ? WHERE instance_id = ?",
+                (state, None if edited is None else json.dumps(edited, ensure_ascii=False), now, who, instance_id),
+            )
+            before = {"state": old.state, "edited_answers": old.edited_answers, "row_version": old.row_version}
+            after = {"state": state, "edited_answers": edited, "row_version": old.row_version + 1}
+            _audit(con, who, f"moderate:{state}", instance_id, reason, before, after)
+        return self.submission(instance_id)
+
+    def audit(self, instance_id: str | None = None) -> list[AuditEntry]:
+        """Audit log lines (of one submission when given), oldest first."""
+        where, args = (" WHERE instance_id = ?", (instance_id,)) if instance_id else ("", ())
+        rows = self._con().execute(f"SELECT * FROM audit_log{where} ORDER BY id", args)
+        return [
+            AuditEntry(
+                r["id"],
+                r["who"],
+                r["at"],
+                r["action"],
+                r["instance_id"],
+                r["reason"],
+                _json(r["before"]),
+                _json(r["after"]),
+            )
+            for r in rows
+        ]
+
+    # -- tokens ----------------------------------------------------------------------------
+    def add_token(self, record: TokenRecord, token_hash: str) -> None:
+        """Store a token record with its hash."""
+        with self._write() as con:
+            con.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id, token_hash, record.role, record.project, record.form_id, record.created_at,
+                    record.expires_at, record.revoked_at, record.label,
+                ),
+            )  # fmt: skip
+            _audit(con, "cli", "issue_token", None, None, None, {"id": record.id, "role": record.role})
+
+    def token(self, token_id: str) -> tuple[TokenRecord, str]:
+        """A token's record and stored hash."""
+        row = self._con().execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no token with id {token_id!r}")
+        data = dict(row)
+        return TokenRecord(**{k: v for k, v in data.items() if k != "hash"}), data["hash"]
+
+    def tokens(self) -> list[TokenRecord]:
+        """Every token record (no hashes)."""
+        rows = self._con().execute("SELECT * FROM tokens ORDER BY created_at")
+        return [TokenRecord(**{k: v for k, v in dict(r).items() if k != "hash"}) for r in rows]
+
+    def revoke_token(self, token_id: str, *, who: str) -> TokenRecord:
+        """Revoke a token (revoking twice keeps the first time)."""
+        self.token(token_id)
+        with self._write() as con:
+            con.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (utc_now(), token_id))
+            _audit(con, who, "revoke_token", None, None, None, {"id": token_id})
+        return self.token(token_id)[0]
+
+    # -- maintenance -----------------------------------------------------------------------
+    def gc(self, *, min_age_s: float = 3600.0) -> int:
+        """Delete attachment files (and temporary files) no row refers to, older than ``min_age_s`` seconds."""
+        referenced = {r[0] for r in self._con().execute("SELECT DISTINCT path FROM attachments")}
+        cutoff = time.time() - min_age_s
+        removed = 0
+        for file in self.attachments_dir.glob("*/*"):
+            rel = file.relative_to(self.attachments_dir).as_posix()
+            if rel not in referenced and file.is_file() and file.stat().st_mtime < cutoff:
+                file.unlink(missing_ok=True)
+                removed += 1
+        log.info("intake gc: %d unreferenced attachment files removed", removed)
+        return removed
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
+        return "; ".join(str(r[0]) for r in self._con().execute("PRAGMA integrity_check"))
+
+
+def _insert_attachment(con: sqlite3.Connection, instance_id: str, a: StagedAttachment) -> bool:
+    cur = con.execute(
+        "INSERT OR IGNORE INTO attachments VALUES (?, ?, ?, ?, ?, ?)",
+        (instance_id, a.name, a.sha256, a.size, a.media_type, a.path),
+    )
+    return cur.rowcount > 0
+
+
+def _audit(
+    con: sqlite3.Connection,
+    who: str,
+    action: str,
+    instance_id: str | None,
+    reason: str | None,
+    before: Any,
+    after: Any,
+) -> None:
+    con.execute(
+        "INSERT INTO audit_log (who, at, action, instance_id, reason, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            who, utc_now(), action, instance_id, reason,
+            None if before is None else json.dumps(before, ensure_ascii=False),
+            None if after is None else json.dumps(after, ensure_ascii=False),
+        ),
+    )  # fmt: skip
+
+
+def _filters(**eq: str | None) -> tuple[str, tuple[str, ...]]:
+    given = {k: v for k, v in eq.items() if v is not None}
+    if not given:
+        return "", ()
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in given), tuple(given.values())
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _form(row: sqlite3.Row) -> FormRecord:
+    return FormRecord(
+        form_id=row["form_id"],
+        version=row["version"],
+        title=row["title"],
+        schema=json.loads(row["schema"]),
+        xform_xml=row["xform_xml"],
+        xlsform=bytes(row["xlsform"] or b""),
+        published_at=row["published_at"],
+        open=bool(row["open"]),
+        settings=FormSettings.from_dict(json.loads(row["settings"])),
+    )
+
+
+def _submission(row: sqlite3.Row) -> SubmissionRecord:
+    data = dict(row)
+    data["answers"] = json.loads(data["answers"])
+    data["edited_answers"] = _json(data["edited_answers"])
+    data["geometry_wkt"] = data.pop("geometry")
+    data["public_geometry_wkt"] = data.pop("public_geometry")
+    return SubmissionRecord(**data)
