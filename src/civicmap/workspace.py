@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,13 @@ from civicmap.config import (
 )
 from civicmap.crs import WGS84, local_metric_crs, parse_crs, require_crs, to_crs
 from civicmap.errors import CivicmapError, InputError
+from civicmap.intake import INTAKE_FILE, Intake, approved_submissions, open_intake, publish_form
 from civicmap.sources.osm import OSMData, read_osm
 from civicmap.sources.raster import reproject_raster, validate_raster, write_cog
 from civicmap.sources.survey import read_form, read_submissions
 from civicmap.sources.transit import read_gps_traces
 from civicmap.sources.vector import read_vector
-from civicmap.store import LayerInfo, Store, open_store
+from civicmap.store import GeoPackageStore, LayerInfo, Store, open_store
 from civicmap.types import BBox, Provenance
 
 __all__ = ["BuildReport", "BuildRow", "Workspace", "open_workspace"]
@@ -157,11 +158,18 @@ class Workspace:
         """The stored street network (``"walk"`` or ``"drive"``) as an osmnx graph in EPSG:4326 (lengths in m)."""
         return stored_street_graph(self.store, network)
 
-    def build(self, *, progress: bool = True) -> BuildReport:
+    @cached_property
+    def intake(self) -> Intake:
+        """The survey intake (submissions, moderation) beside this workspace's store."""
+        path = self.store.path.parent / INTAKE_FILE if isinstance(self.store, GeoPackageStore) else None
+        return open_intake(self.config, area=self.bbox, path=path)
+
+    def build(self, *, progress: bool = True, only: Collection[str] | None = None) -> BuildReport:
         """Read every source into the workspace CRS and write the layers to the store.
 
-        A source that fails is reported (``BuildReport.failed``) and the others are still
-        built. Returns the summary.
+        ``only`` limits the build to some steps by name (``"osm"``, ``"rasters[dem]"``,
+        ``"risk"``, ...), e.g. ``only=["risk"]`` after survey approvals. A step that fails is
+        reported (``BuildReport.failed``) and the others are still built. Returns the summary.
         """
         started = time.perf_counter()
         steps: list[tuple[str, Callable[[], list[BuildRow]]]] = []
@@ -176,6 +184,11 @@ class Workspace:
             steps.append(("transit", self._build_transit))
         if self.config.settlements is not None:
             steps.append(("settlements", self._build_settlements))
+        if only is not None:
+            unknown = set(only) - {label for label, _ in steps}
+            if unknown:
+                raise InputError(f"unknown build steps {sorted(unknown)}; steps are {[label for label, _ in steps]}")
+            steps = [(label, step) for label, step in steps if label in only]
         rows: list[BuildRow] = []
         with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
             for label, step in bar:
@@ -260,10 +273,14 @@ class Workspace:
         }
         problems = tuple(str(e) for e in subs.errors)
         row = self._store_vector(f"survey_{source.name}", subs.frame, provenance, problems=problems, meta=meta)
+        published = publish_form(self.intake.store, source.form)  # so phones and the web form can submit to it
         columns = ["row", "instance_id", "field", "value", "problem"]
         errors = pd.DataFrame([vars(e) for e in subs.errors], columns=columns).astype("string")
         self.store.write_table(f"survey_{source.name}_errors", errors, provenance=provenance)
-        note = f"{len(subs.errors)} bad rows reported, {subs.duplicates} duplicates stored once"
+        note = (
+            f"{len(subs.errors)} bad rows reported, {subs.duplicates} duplicates stored once; "
+            f"form {published.form_id} v{published.version} published"
+        )
         return [BuildRow(row.layer, row.kind, row.count, row.crs, row.extent, row.problems, note)]
 
     def _build_traces(self, source: TraceSourceConfig) -> list[BuildRow]:
@@ -289,7 +306,13 @@ class Workspace:
         return [_row(info, notes=note) for info, note in build_settlements(self.store, self.config, self.crs)]
 
     def _build_risk(self) -> list[BuildRow]:
-        return [_row(info, notes=note) for info, note in build_risk(self.store, self.config, self.crs)]
+        approved = None
+        risk = self.config.risk
+        if risk is not None and risk.survey is not None:
+            form_id = self.store.layer_info(f"survey_{risk.survey}").meta["form_id"]
+            approved = approved_submissions(self.intake.store, form_id, include_private=True)
+        rows = build_risk(self.store, self.config, self.crs, approved=approved)
+        return [_row(info, notes=note) for info, note in rows]
 
     def _store_vector(
         self,

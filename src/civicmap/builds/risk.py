@@ -57,19 +57,28 @@ __all__ = ["build_risk"]
 log = logging.getLogger(__name__)
 
 
-def build_risk(store: Store, config: ProjectConfig, crs: CRS) -> list[tuple[LayerInfo, str]]:
-    """Build every risk layer from the stored OSM, raster and survey layers; returns (layer, note) pairs."""
+def build_risk(
+    store: Store, config: ProjectConfig, crs: CRS, *, approved: gpd.GeoDataFrame | None = None
+) -> list[tuple[LayerInfo, str]]:
+    """Build every risk layer from the stored OSM, raster and survey layers; returns (layer, note) pairs.
+
+    ``approved``: survey submissions approved by moderators since the files were read (any
+    CRS, indexed by instanceID); they join the survey file's rows, an approved version
+    replacing a file row with the same instanceID.
+    """
     risk = config.risk
     assert risk is not None
     classification, min_rank = _classification(risk)
     written: list[tuple[LayerInfo, str]] = []
     hazard_path, hazard_note = _hazard_raster(store, risk, written)
     provenance = Provenance(source=f"civicmap risk: {hazard_note}", details={"classification": classification.name})
+    forms = [store.layer_info(f"survey_{risk.survey}").meta.get("form_id")] if risk.survey else []
+    meta = {"source_forms": [f for f in forms if f]}  # approvals of these forms change the layers below
 
     zones = hazard_grid_polygons(classify_hazard_raster(hazard_path, classification=classification)).to_crs(crs)
     written.append((store.write_layer("hazard_zones", zones, provenance=provenance), "polygons per hazard class"))
 
-    buildings = _buildings(store, risk, hazard_path, classification)
+    buildings = _buildings(store, risk, hazard_path, classification, approved)
     amenities = store.read_layer("amenities")
     edges = store.read_layer("streets_walk_edges")
     evac, routes, loss, areas = _walking(buildings, amenities, edges, zones, risk, min_rank)
@@ -77,8 +86,8 @@ def build_risk(store: Store, config: ProjectConfig, crs: CRS) -> list[tuple[Laye
     buildings = buildings.join(evac[columns].add_prefix("shelter_")).join(
         loss.buildings[["walk_time_before_s", "walk_time_during_s", "loses_access"]].add_prefix("health_")
     )
-    written.append((store.write_layer("risk_buildings", buildings, provenance=provenance), _note(buildings)))
-    written.append((store.write_layer("evacuation_routes", routes, provenance=provenance), "affected buildings"))
+    written.append((store.write_layer("risk_buildings", buildings, provenance=provenance, meta=meta), _note(buildings)))
+    written.append((store.write_layer("evacuation_routes", routes, provenance=provenance, meta=meta), "affected"))
     written.append((store.write_layer("health_service_areas", areas, provenance=provenance), "before and during"))
 
     roads = exposed_to_raster(
@@ -130,7 +139,13 @@ def _hazard_raster(store: Store, risk: RiskConfig, written: list[tuple[LayerInfo
     return target, note
 
 
-def _buildings(store: Store, risk: RiskConfig, hazard: Path, classification: HazardClassification) -> gpd.GeoDataFrame:
+def _buildings(
+    store: Store,
+    risk: RiskConfig,
+    hazard: Path,
+    classification: HazardClassification,
+    approved: gpd.GeoDataFrame | None,
+) -> gpd.GeoDataFrame:
     """Buildings with hazard class, survey answers, vulnerability, occupants and risk class."""
     buildings = exposed_to_raster(
         store.read_layer("buildings"),
@@ -141,6 +156,9 @@ def _buildings(store: Store, risk: RiskConfig, hazard: Path, classification: Haz
     )
     if risk.survey is not None:
         surveys = store.read_layer(f"survey_{risk.survey}").to_crs(WGS84)
+        if approved is not None and len(approved):
+            fresh = approved.to_crs(WGS84)
+            surveys = pd.concat([surveys[~surveys.index.isin(fresh.index)], fresh[fresh.geometry.notna()]])
         joined = join_surveys(buildings, surveys)
         log.info("survey join: %s", dict(joined.counts))
         buildings = joined.buildings

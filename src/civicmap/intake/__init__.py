@@ -40,6 +40,7 @@ from civicmap.intake.tokens import CAN_MODERATE, Principal, authenticate, issue_
 from civicmap.types import BBox
 
 __all__ = [
+    "INTAKE_FILE",
     "ChangeEvent",
     "FormRecord",
     "FormSettings",
@@ -138,10 +139,18 @@ def intake_path(config: ProjectConfig) -> Path:
 
 
 def open_intake(
-    project: str | Path | ProjectConfig, *, area: BBox | None = None, limits: IntakeLimits | None = None
+    project: str | Path | ProjectConfig,
+    *,
+    area: BBox | None = None,
+    limits: IntakeLimits | None = None,
+    path: Path | None = None,
 ) -> Intake:
-    """The intake of the project in folder ``project`` (its ``civicmap.toml``), store created if needed."""
+    """The intake of the project in folder ``project`` (its ``civicmap.toml``), store created if needed.
+
+    ``path`` overrides where the SQLite file lives (default :func:`intake_path`); a workspace
+    passes the folder of the store it actually uses.
+    """
     config = project if isinstance(project, ProjectConfig) else read_project_config(project)
     area = area or config.area.bbox
-    store = SQLiteIntakeStore(intake_path(config))
+    store = SQLiteIntakeStore(path or intake_path(config))
     return Intake(store, project=config.name, area=area, limits=limits or IntakeLimits.from_env())

@@ -19,6 +19,7 @@ from civicmap.errors import NotFoundError, TooLargeError
 from civicmap.intake import ChangeEvent, Intake, open_intake
 from civicmap.intake.forms import form_metadata, schema_document
 from civicmap.intake.tokens import Principal
+from civicmap.serve._refresh import LayerRefresher
 from civicmap.serve.deps import LayerCatalog
 from civicmap.serve.routes._respond import base_url
 from civicmap.tiles.cache import TileCache
@@ -37,9 +38,17 @@ def install_intake(app: FastAPI, workspace: Any, cache: TileCache, catalog: Laye
     config = getattr(workspace, "config", None)
     if config is None:
         return None
-    intake = open_intake(config, area=getattr(workspace, "bbox", None))
+    intake = (
+        workspace.intake if hasattr(workspace, "intake") else open_intake(config, area=getattr(workspace, "bbox", None))
+    )
+    refresher = LayerRefresher(workspace, ["risk"]) if getattr(config, "risk", None) is not None else None
+    app.state.civicmap_refresher = refresher
 
     def invalidate(event: ChangeEvent) -> None:
+        if refresher is not None and any(
+            event.form_id in info.meta.get("source_forms", ()) for info in catalog.infos().values()
+        ):
+            refresher.request()  # the risk layers use approved surveys: rebuild them (new versions)
         if event.bbox is None:
             return
         xs, ys = lonlat_to_mercator([event.bbox.west, event.bbox.east], [event.bbox.south, event.bbox.north])
