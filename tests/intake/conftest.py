@@ -1,8 +1,18 @@
-"""Fixtures of the intake tests: a tiny project over the demo city's area, forms, tokens, files."""
+"""Fixtures of the intake tests: a tiny project over the demo city's area, forms, tokens, files.
+
+Every test that uses ``project`` (hence ``intake`` and ``client``) runs on both intake backends:
+``sqlite`` (a GeoPackage workspace) and ``postgres`` (a PostgreSQL workspace URL in a fresh schema,
+dropped afterwards; marked ``postgis``). The PostgreSQL variant needs a server:
+``eval "$(scripts/postgis)"`` sets ``CIVICMAP_TEST_POSTGIS_URL``; without it the variant is
+skipped locally and FAILS on CI (``CI`` set). Pin one backend with
+``@pytest.mark.parametrize("intake_backend", ["sqlite"], indirect=True)``.
+"""
 
 from __future__ import annotations
 
+import os
 import struct
+import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +22,8 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
-from civicmap.intake import FormSettings, Intake, open_intake, publish_form
+from civicmap.config import read_project_config
+from civicmap.intake import FormSettings, Intake, intake_path, open_intake, publish_form
 from civicmap.intake.tokens import issue_token
 from civicmap.serve import ServiceSettings, create_app
 
@@ -28,6 +39,7 @@ bbox = [39.229871, -6.824915, 39.249792, -6.805004]
 [store]
 url = ".civicmap/test.gpkg"
 """
+POSTGIS_ENV = "CIVICMAP_TEST_POSTGIS_URL"
 
 
 def png_bytes(seed: int = 0, size: int = 2) -> bytes:
@@ -82,12 +94,51 @@ def write_photo_form(path: Path, *, form_id: str = "damage_report", version: str
     return path
 
 
+@pytest.fixture(scope="session")
+def postgis_url() -> str:
+    """The test server's URL (``scripts/postgis`` prints it): skipped locally if unset, a failure on CI."""
+    url = os.environ.get(POSTGIS_ENV)
+    if not url:
+        message = f'{POSTGIS_ENV} is not set; start a server with: eval "$(scripts/postgis)"'
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (required on CI)")
+        pytest.skip(message)
+    return url
+
+
+def drop_schema(base_url: str, schema: str) -> None:
+    """Remove a test schema and everything in it."""
+    import psycopg  # only where a server is used: the SQLite variant runs without psycopg
+    from psycopg import sql
+
+    with psycopg.connect(base_url, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgis)])
+def intake_backend(request: pytest.FixtureRequest) -> str:
+    """The intake backend of ``project``: ``"sqlite"`` or ``"postgres"``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A project folder over the demo area, with no sources."""
+def project_store_url(request: pytest.FixtureRequest, intake_backend: str) -> Iterator[str]:
+    """The project's store URL: a GeoPackage path, or the test server in a fresh schema (dropped afterwards)."""
+    if intake_backend == "sqlite":
+        yield ".civicmap/test.gpkg"
+        return
+    base_url = request.getfixturevalue("postgis_url")
+    schema = f"t_intake_{uuid.uuid4().hex[:12]}"
+    yield f"{base_url}{'&' if '?' in base_url else '?'}schema={schema}"
+    drop_schema(base_url, schema)
+
+
+@pytest.fixture
+def project(tmp_path: Path, project_store_url: str) -> Path:
+    """A project folder over the demo area, with no sources, on the backend of ``intake_backend``."""
     folder = tmp_path / "project"
     folder.mkdir()
-    (folder / "civicmap.toml").write_text(TOML)
+    (folder / "civicmap.toml").write_text(TOML.replace(".civicmap/test.gpkg", project_store_url))
     return folder
 
 
@@ -125,10 +176,33 @@ def demo_instance(name: str | None = None) -> bytes:
     return path.read_bytes()
 
 
+def stored_text(project: Path) -> str:
+    """Everything the project's intake store holds, as text (to show a secret is not stored in clear)."""
+    config = read_project_config(project)
+    path = intake_path(config)
+    if path is not None:  # the file and its WAL (recent commits are only there until a checkpoint)
+        files = [path, path.with_name(path.name + "-wal")]
+        return " ".join(f.read_bytes().decode("latin-1") for f in files if f.exists())
+    import psycopg  # only the PostgreSQL variant needs it
+    from psycopg import sql
+
+    from civicmap.intake.postgres import TABLE_PREFIX, PostgresIntakeStore
+
+    store = PostgresIntakeStore(config.store_url)
+    try:
+        tables = [sql.Identifier(store.schema, TABLE_PREFIX + t) for t in ("tokens", "audit_log", "submissions")]
+        con = store._con()
+        return " ".join(str(con.execute(sql.SQL("SELECT t::text FROM {} t").format(t)).fetchall()) for t in tables)
+    except psycopg.Error as exc:
+        raise AssertionError(f"could not read the intake tables: {exc}") from exc
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def helpers() -> SimpleNamespace:
     """The file builders above, for tests (conftest modules are not imported by name)."""
     return SimpleNamespace(
         png=png_bytes, jpeg_with_exif=jpeg_with_exif, demo_instance=demo_instance, write_photo_form=write_photo_form,
-        demo_bbox=DEMO_BBOX, demo_form=DEMO_FORM, demo_instances=DEMO_INSTANCES, toml=TOML,
+        demo_bbox=DEMO_BBOX, demo_form=DEMO_FORM, demo_instances=DEMO_INSTANCES, toml=TOML, stored_text=stored_text,
     )  # fmt: skip

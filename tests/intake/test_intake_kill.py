@@ -1,4 +1,6 @@
-"""Faults: SIGKILL of a uvicorn server mid-flight (16 clients, attachments) and two server processes on one file.
+"""Faults: SIGKILL of a uvicorn server mid-flight (16 clients, attachments) and two server processes on one store.
+
+Both intake backends: the SQLite file and PostgreSQL (``intake_backend`` in conftest).
 
 Every submission acknowledged with 201 must be there after a restart, with its attachment
 (SHA-256 equal); none half-stored; resending every submission stores each exactly once.
@@ -22,8 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from civicmap.intake import open_intake, publish_form
-from civicmap.intake.store import SQLiteIntakeStore
+from civicmap.intake import IntakeStore, open_intake, publish_form
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +118,8 @@ def _clients(
     return acked, sent, threads  # type: ignore[return-value]
 
 
-def _check_store(project: Path, acked: dict[str, str | None]) -> SQLiteIntakeStore:
-    store = SQLiteIntakeStore(project / ".civicmap" / "intake.sqlite")
+def _check_store(project: Path, acked: dict[str, str | None]) -> IntakeStore:
+    store = open_intake(project).store  # SQLite: <project>/.civicmap/intake.sqlite; PostgreSQL: the test schema
     assert store.integrity_check() == "ok"
     for iid, sha in acked.items():
         store.submission(iid)  # NotFoundError would fail the test

@@ -1,4 +1,7 @@
-"""The SQLite intake store: durability settings, idempotency by UNIQUE, attachment merge, gc."""
+"""The intake stores (SQLite and PostgreSQL): durability settings, idempotency by UNIQUE, attachment merge, gc.
+
+Tests taking ``intake`` run on both backends (see conftest: ``intake_backend``).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,16 @@ from dataclasses import replace
 
 import pytest
 
-from civicmap.errors import ConflictError, InputError, MediaTypeError, TooLargeError
-from civicmap.intake import Intake
+from civicmap.errors import ConflictError, InputError, MediaTypeError, StoreError, TooLargeError
+from civicmap.intake import Intake, IntakeStore
 from civicmap.intake.attachments import check_attachment, safe_name, stage_attachment, strip_exif
 from civicmap.intake.base import NewSubmission
 from civicmap.intake.store import SQLiteIntakeStore
+
+RAW_INSERT = (
+    "INSERT INTO {table} (instance_id, form_id, version, answers, content_hash, submitted_at, "
+    "submitter, source, receipt) VALUES ('uuid:1', 'f', '1', '{{}}', 'h', 't', 's', 'json', 'r')"
+)
 
 
 def _new(instance_id: str, content: str = "a") -> NewSubmission:
@@ -25,6 +33,19 @@ def _new(instance_id: str, content: str = "a") -> NewSubmission:
     )  # fmt: skip
 
 
+def _raw_insert_fails(store: IntakeStore) -> None:
+    """Inserting a stored instance_id behind the store's back hits the UNIQUE constraint itself."""
+    if isinstance(store, SQLiteIntakeStore):
+        with pytest.raises(sqlite3.IntegrityError):
+            store._con().execute(RAW_INSERT.format(table="submissions"))
+        return
+    import psycopg  # only the PostgreSQL variant needs it
+
+    with pytest.raises(psycopg.errors.UniqueViolation, match="intake_submissions_instance_id_key"):
+        store._con().execute(RAW_INSERT.format(table=f"{store.schema}.intake_submissions"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("intake_backend", ["sqlite"], indirect=True)
 def test_pragmas_wal_full_busy_timeout(intake: Intake) -> None:
     store = intake.store
     assert isinstance(store, SQLiteIntakeStore)
@@ -45,11 +66,9 @@ def test_unique_instance_id_is_the_idempotency(intake: Intake) -> None:
     with pytest.raises(ConflictError, match=r"already exists with this ID.*different content"):
         store.put_submission(_new("uuid:1", "b"), [])
     assert len(store.submissions()) == 1
-    with pytest.raises(sqlite3.IntegrityError):  # the constraint itself, not a pre-check
-        store._con().execute(
-            "INSERT INTO submissions (instance_id, form_id, version, answers, content_hash, submitted_at, "
-            "submitter, source, receipt) VALUES ('uuid:1', 'f', '1', '{}', 'h', 't', 's', 'json', 'r')"
-        )
+    _raw_insert_fails(store)  # the constraint itself, not a pre-check
+    assert len(store.submissions()) == 1
+    assert [a.action for a in store.audit("uuid:1")] == ["submit"]
 
 
 def test_concurrent_identical_posts_store_one_row(intake: Intake) -> None:
@@ -65,6 +84,33 @@ def test_concurrent_identical_posts_store_one_row(intake: Intake) -> None:
         t.join()
     assert sorted(results) == [False] * 11 + [True]
     assert [s.instance_id for s in intake.store.submissions()] == ["uuid:race"]
+
+
+def test_sixteen_threads_same_instance_id_store_one_row(intake: Intake, helpers: object) -> None:
+    store = intake.store
+    staged = stage_attachment(store.attachments_dir, "a.png", helpers.png(7), "image/png")  # type: ignore[attr-defined]
+    barrier = threading.Barrier(16)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        barrier.wait()
+        try:
+            results.append(store.put_submission(_new("uuid:sixteen"), [staged]).created)
+        except BaseException as exc:  # collected: a failure in a thread must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(results) == [False] * 15 + [True]
+    assert [s.instance_id for s in store.submissions()] == ["uuid:sixteen"]
+    assert [a.name for a in store.attachments("uuid:sixteen")] == ["a.png"]
+    assert [a.action for a in store.audit("uuid:sixteen")] == ["submit"]
+    assert store.integrity_check() == "ok"
 
 
 def test_attachments_merge_and_gc(intake: Intake, helpers: object) -> None:
@@ -90,7 +136,8 @@ def test_attachments_merge_and_gc(intake: Intake, helpers: object) -> None:
 def test_failed_commit_leaves_no_row(intake: Intake) -> None:
     store = intake.store
     bad = replace(_new("uuid:3"), form_id=None)  # type: ignore[arg-type]  # NOT NULL violation inside the txn
-    with pytest.raises(sqlite3.IntegrityError):
+    expected = sqlite3.IntegrityError if isinstance(store, SQLiteIntakeStore) else StoreError
+    with pytest.raises(expected, match=r"NOT NULL|not-null"):
         store.put_submission(bad, [])
     assert store.submissions() == []
     assert store.audit("uuid:3") == []

@@ -6,9 +6,10 @@
 >>> intake.on_change(lambda event: print(event.form_id, event.bbox))          # doctest: +SKIP
 >>> approved_submissions(intake.store, "building_survey")                      # doctest: +SKIP
 
-The store is one SQLite file beside the workspace store (``<store folder>/intake.sqlite``,
-attachments in ``intake_attachments/``). A workspace whose store is PostGIS keeps its intake in
-``<project>/.civicmap/intake.sqlite`` too: a PostgreSQL intake backend is not written yet.
+The store follows the workspace store (:func:`open_intake_store`): beside a GeoPackage it is one
+SQLite file (``<store folder>/intake.sqlite``, attachments in ``intake_attachments/``); a workspace
+whose store URL is ``postgresql://`` keeps its intake in the same database and schema
+(:class:`~civicmap.intake.postgres.PostgresIntakeStore`, tables ``intake_*``, attachment files on disk).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "intake_path",
     "issue_token",
     "open_intake",
+    "open_intake_store",
     "publish_form",
     "write_export",
 ]
@@ -128,14 +130,33 @@ class Intake:
             )
 
 
-def intake_path(config: ProjectConfig) -> Path:
-    """Where a project's intake SQLite file lives (see the module docstring)."""
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def intake_path(config: ProjectConfig) -> Path | None:
+    """Where a project's intake SQLite file lives; None when the intake is in PostgreSQL (see the module docstring)."""
     url = config.store_url
-    if url.startswith(("postgresql://", "postgres://")):
-        log.warning("PostGIS workspace store: survey intake stays in SQLite (no PostgreSQL intake backend yet)")
-        return config.root / ".civicmap" / INTAKE_FILE
+    if url.startswith(_POSTGRES_SCHEMES):
+        return None
     path = Path(url.removeprefix("file://"))
     return (path if path.is_absolute() else config.root / path).parent / INTAKE_FILE
+
+
+def open_intake_store(config: ProjectConfig, path: Path | None = None) -> IntakeStore:
+    """The intake store of a project: SQLite at ``path`` if given, else the backend of its store URL.
+
+    A ``postgresql://`` store URL gives a :class:`~civicmap.intake.postgres.PostgresIntakeStore` in the
+    URL's schema (needs psycopg: ``pip install 'civicmap[postgis]'``); a file store gives a
+    :class:`SQLiteIntakeStore` beside it (:func:`intake_path`).
+    """
+    if path is not None:
+        return SQLiteIntakeStore(path)
+    sqlite_path = intake_path(config)
+    if sqlite_path is not None:
+        return SQLiteIntakeStore(sqlite_path)
+    from civicmap.intake.postgres import PostgresIntakeStore  # noqa: PLC0415 - psycopg only for PostgreSQL projects
+
+    return PostgresIntakeStore(config.store_url)
 
 
 def open_intake(
@@ -148,9 +169,10 @@ def open_intake(
     """The intake of the project in folder ``project`` (its ``civicmap.toml``), store created if needed.
 
     ``path`` overrides where the SQLite file lives (default :func:`intake_path`); a workspace
-    passes the folder of the store it actually uses.
+    passes the folder of the store it actually uses. Without it, a ``postgresql://`` store URL
+    puts the intake in PostgreSQL (see :func:`open_intake_store`).
     """
     config = project if isinstance(project, ProjectConfig) else read_project_config(project)
     area = area or config.area.bbox
-    store = SQLiteIntakeStore(path or intake_path(config))
+    store = open_intake_store(config, path)
     return Intake(store, project=config.name, area=area, limits=limits or IntakeLimits.from_env())
