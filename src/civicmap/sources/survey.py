@@ -55,11 +55,13 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from civicmap.crs import WGS84
 from civicmap.errors import InputError
 from civicmap.sources._survey_formats import META, RawTable, read_raw
 from civicmap.sources._survey_schema import GEO_TYPES, Choice, FormField, FormSchema, read_form
 from civicmap.sources._survey_validate import (
     Problems,
+    as_string,
     build_geometry,
     check_geo,
     infer_schema,
@@ -82,6 +84,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_STRING = pd.StringDtype()
 _SHAPE_KIND = {"Point": "geopoint", "LineString": "geotrace", "Polygon": "geoshape"}
 
 
@@ -177,7 +180,7 @@ def validate_submission(
     flat = _flat_answers(answers)
     record: dict[str, object] = dict.fromkeys(META, pd.NA) | {k: _answer_text(v) for k, v in flat.items()}
     record |= {"__instance_id": instance_id or flat.get("meta/instanceID") or pd.NA, "__file": "submission", "__row": 1}
-    raw = RawTable(pd.DataFrame([record]), source_format)
+    raw = RawTable(_one_row(record), source_format)
     geo = _geometry_field(form, None)
     rows, unused = normalise(raw, form, geo_field=geo)
     problems = Problems()
@@ -190,6 +193,16 @@ def validate_submission(
     if errors:
         return None, errors
     return frame.set_index(frame["instance_id"].to_numpy()), []
+
+
+def _one_row(record: dict[str, object]) -> pd.DataFrame:
+    """A one-row frame: every value as a pandas string, except ``__row`` (a number)."""
+    return pd.DataFrame(
+        {
+            k: pd.array(np.array([v], dtype=object), dtype="Int64" if k == "__row" else _STRING)
+            for k, v in record.items()
+        }
+    )
 
 
 def _flat_answers(answers: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -227,7 +240,7 @@ def _geometry_field(schema: FormSchema, name: str | None) -> FormField | None:
 def _labels(rows: pd.DataFrame, *, several: bool) -> pd.Series:
     """How errors name a row: the record number (1-based), ``file:number`` for several files, or the XML file."""
     number = rows["__row"].astype("Int64").astype("string")
-    file = rows["__file"].astype("string")
+    file = as_string(rows["__file"])
     if several:
         label = (file + ":" + number).fillna(file)
         return label.astype(object)
@@ -236,10 +249,10 @@ def _labels(rows: pd.DataFrame, *, several: bool) -> pd.Series:
 
 def _identity(rows: pd.DataFrame, problems: Problems, form: FormSchema | None) -> int:
     """Unreadable files, missing instanceID, duplicate IDs, wrong form id; sets ``__keep``; returns duplicates."""
-    ids = rows["__instance_id"].astype("string")
-    unreadable = rows["__error"].notna()
+    ids = as_string(rows["__instance_id"])
+    unreadable = rows["__error"].notna().to_numpy()
     problems.add(unreadable, None, rows["__file"], rows["__error"].astype(object))
-    missing = ids.isna() & ~unreadable
+    missing = ids.isna().to_numpy() & ~unreadable
     problems.add(
         missing,
         "instanceID",
@@ -247,13 +260,25 @@ def _identity(rows: pd.DataFrame, problems: Problems, form: FormSchema | None) -
         "missing meta/instanceID: without it a resubmission cannot be told from a new one; "
         "use a form with meta/instanceID (pyxform adds it by default)",
     )
+    repeated = ids.notna().to_numpy() & ids.duplicated(keep="first").to_numpy()
+    same = _duplicates(rows, ids, repeated, problems)
+    if form is not None:
+        wrong = rows["__form_id"].notna() & (rows["__form_id"].astype("string") != form.form_id)
+        problems.add(wrong, "form_id", rows["__form_id"], f"submission is for another form (expected {form.form_id!r})")
+    rows["__keep"] = ~(same | unreadable)
+    return int(same.sum())
+
+
+def _duplicates(rows: pd.DataFrame, ids: pd.Series, repeated: np.ndarray, problems: Problems) -> np.ndarray:
+    """Repeated instanceIDs: the same answers (returned mask) or conflicting ones (a problem)."""
+    if not repeated.any():  # no repeated ID: nothing to compare
+        return repeated
     answers = rows.drop(columns=[c for c in rows.columns if c.startswith("__")])
     digest = pd.util.hash_pandas_object(answers.astype("string").fillna("\x00"), index=False)
-    repeated = ids.notna() & ids.duplicated(keep="first")
     first = digest.groupby(ids).transform("first")
-    same = repeated & (digest == first)
-    conflict = repeated & (digest != first)
-    first_label = rows["__row"].astype("string").fillna(rows["__file"].astype("string")).groupby(ids).transform("first")
+    same = repeated & (digest == first).to_numpy()
+    conflict = repeated & (digest != first).to_numpy()
+    first_label = rows["__row"].astype("string").fillna(as_string(rows["__file"])).groupby(ids).transform("first")
     problems.add(
         conflict,
         "instanceID",
@@ -261,24 +286,20 @@ def _identity(rows: pd.DataFrame, problems: Problems, form: FormSchema | None) -
         "conflicting duplicate: this instanceID was already read (row " + first_label + ") with different answers; "
         "the first was kept",
     )
-    if form is not None:
-        wrong = rows["__form_id"].notna() & (rows["__form_id"].astype("string") != form.form_id)
-        problems.add(wrong, "form_id", rows["__form_id"], f"submission is for another form (expected {form.form_id!r})")
-    rows["__keep"] = ~(same | unreadable).to_numpy()
-    return int(same.sum())
+    return same
 
 
 def _typed_frame(
     rows: pd.DataFrame, schema: FormSchema, geo: FormField | None, *, area: BBox | None, problems: Problems
 ) -> gpd.GeoDataFrame:
     """Typed answer columns, meta columns and geometry for every row (positional index)."""
-    columns: dict[str, pd.Series] = {"instance_id": rows["__instance_id"].astype("string")}
+    columns: dict[str, pd.Series] = {"instance_id": as_string(rows["__instance_id"])}
     empty = pd.Series(pd.NA, index=rows.index, dtype="string")
     geometry = np.full(len(rows), None, dtype=object)
     for f in schema.fields:
         if not f.has_value or f.key == "meta/instanceID":
             continue
-        text = rows[f.key].astype("string") if f.key in rows else empty
+        text = as_string(rows[f.key]) if f.key in rows else empty
         if f.type in GEO_TYPES:
             has_shape = rows["__geometry"].notna() if "__geometry" in rows and f is geo else None
             geoms, extra = _geo_column(f, text, area=area, problems=problems, is_geometry=f is geo, has_shape=has_shape)
@@ -294,7 +315,7 @@ def _typed_frame(
     if "__geometry" in rows:
         geometry = _shapes(rows, geo, geometry, area=area, problems=problems)
     columns |= _meta_columns(rows)
-    return gpd.GeoDataFrame(pd.DataFrame(columns, index=rows.index), geometry=geometry, crs="EPSG:4326")
+    return gpd.GeoDataFrame(pd.DataFrame(columns, index=rows.index), geometry=geometry, crs=WGS84)
 
 
 def _geo_column(
@@ -314,14 +335,18 @@ def _geo_column(
     problems.add(
         unparsed, f.column, text, f"not a {f.type}: expected 'latitude longitude [altitude [accuracy]]' points"
     )
-    long = long[~long["pos"].isin(unparsed[unparsed].index)]
+    long = long.take(~unparsed[long.slots(text.index)])
     check_geo(long, f.type, text, area=area, problems=problems, name=f.column)
     extra: dict[str, pd.Series] = {}
     if is_geometry and f.type == "geopoint":
-        first = long.groupby("pos")[["alt", "acc"]].first().reindex(text.index)
+        first, _, counts = long.ends(text.index)
+        has = counts > 0
         extra = {
-            f"{f.column}_altitude_m": first["alt"].astype("Float64"),
-            f"{f.column}_accuracy_m": first["acc"].astype("Float64"),
+            f"{f.column}_{name}_m": pd.Series(
+                pd.array(np.where(has, values[first] if len(values) else np.nan, np.nan), dtype="Float64"),
+                index=text.index,
+            )
+            for name, values in (("altitude", long.alt), ("accuracy", long.acc))
         }
     return build_geometry(long, f.type, text.index), extra
 
@@ -346,13 +371,13 @@ def _shapes(
 def _meta_columns(rows: pd.DataFrame) -> dict[str, pd.Series]:
     out: dict[str, pd.Series] = {
         "submitted_at": pd.to_datetime(rows["__submitted_at"], errors="coerce", utc=True, format="ISO8601"),
-        "form_version": rows["__form_version"].astype("string"),
+        "form_version": as_string(rows["__form_version"]),
     }
     if rows["__review_state"].notna().any():
-        out["review_state"] = rows["__review_state"].astype("string")
+        out["review_state"] = as_string(rows["__review_state"])
     out |= {
-        "source_format": rows["__format"].astype("string"),
-        "source_file": rows["__file"].astype("string"),
+        "source_format": as_string(rows["__format"]),
+        "source_file": as_string(rows["__file"]),
         "source_row": rows["__row"].astype("Int64"),
     }
     return out
