@@ -405,3 +405,35 @@ def tokens_revoke(project: Project, token_id: Annotated[str, typer.Argument(help
     except CivicmapError as exc:
         raise _fail(exc) from exc
     typer.echo(f"revoked {record.id} at {record.revoked_at}")
+
+
+@app.command("export-tiles")
+def export_tiles_command(
+    project: Project,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the .mbtiles files (created if missing).")],
+    layers: Annotated[
+        str | None, typer.Option("--layers", help="Comma-separated layer names (default: every public layer).")
+    ] = None,
+    minzoom: Annotated[int, typer.Option("--minzoom", help="Lowest zoom exported.")] = 12,
+    maxzoom: Annotated[int, typer.Option("--maxzoom", help="Highest zoom exported.")] = 16,
+    force: Annotated[bool, typer.Option("--force", help="Export even more than 200,000 tiles.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Write PROJECT's layers as MBTiles for offline use: vector layers in one pbf file, each raster in a png file."""
+    from civicmap.builds.export import export_tiles  # noqa: PLC0415
+
+    try:
+        ws = open_workspace(project)
+        files = export_tiles(
+            ws,
+            out,
+            layers=_names(layers),
+            minzoom=minzoom,
+            maxzoom=maxzoom,
+            force=force,
+            progress=not quiet and sys.stderr.isatty(),
+        )
+    except CivicmapError as exc:
+        raise _fail(exc) from exc
+    for f in files:
+        typer.echo(f"wrote {f.path}  ({f.format}, {f.tiles} tiles: {', '.join(f.layers)})")

@@ -238,11 +238,16 @@ class Workspace:
                 resampling=RESAMPLING[source.kind],
                 src_crs=source.crs,
             )
-            write_cog(warped, self.store.raster_path(source.name), blocksize=256, resampling=RESAMPLING[source.kind])
+            analysis = self.store.raster_path(source.name)
+            write_cog(warped, analysis, blocksize=256, resampling=RESAMPLING[source.kind])
+            # tiles are cut from a copy in EPSG:3857 on the GoogleMapsCompatible grid (overviews = zooms)
+            web = analysis.with_name(f"{source.name}_web.tif")
+            write_cog(warped, web, blocksize=256, resampling=RESAMPLING[source.kind], web_optimized=True)
+        meta = {"raster_kind": source.kind, "web_cog": web.name}
         info = self.store.register_raster(
-            source.name, provenance=Provenance(str(source.path), source.licence), meta={"raster_kind": source.kind}
+            source.name, provenance=Provenance(str(source.path), source.licence), meta=meta
         )
-        return [_row(info, notes=f"{source.kind} raster, COG")]
+        return [_row(info, notes=f"{source.kind} raster, COG (+ web-optimised EPSG:3857 COG)")]
 
     def _raster_bounds(self, raster_crs: CRS, raster_bounds: BBox, name: str) -> BBox:
         """The part of a raster to keep, in the workspace CRS: its overlap with the area plus a margin."""

@@ -56,6 +56,7 @@ __all__ = [
     "private_fields",
     "raster_profile",
     "run_bounded",
+    "tile_cog_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -240,12 +241,30 @@ def _raster_style(kind: str, ds: DatasetReader) -> tuple[TileStyle, dict[str, An
     return style, legend_for(cmap, value_range)
 
 
-def load_raster(info: LayerInfo) -> RasterLayer:
-    """Open and check a stored COG once, and choose how its tiles look."""
+def tile_cog_path(info: LayerInfo) -> Path:
+    """The COG that tiles of raster ``info`` are cut from.
+
+    ``meta["web_cog"]`` (a file name beside the analysis COG, or an absolute path) names the
+    web-optimised copy (EPSG:3857, GoogleMapsCompatible grid and overviews) when the build wrote
+    one and it exists; otherwise the analysis COG itself (in the workspace's metric CRS).
+    """
     if info.path is None:
         raise StoreError(f"raster {info.name!r} has no file in the catalogue")
-    pool = _DatasetPool(info.path)
-    with pool.dataset() as ds:
+    web = info.meta.get("web_cog")
+    if web:
+        path = Path(info.path).parent / str(web)
+        if path.is_file():
+            return path
+        log.warning("raster %s: web COG %s is missing; tiles are cut from %s", info.name, path, info.path)
+    return Path(info.path)
+
+
+def load_raster(info: LayerInfo) -> RasterLayer:
+    """Open and check a stored COG once (the web COG when there is one), and choose how its tiles look."""
+    pool = _DatasetPool(tile_cog_path(info))
+    # style and legend (value range) from the analysis COG: the same colours whichever file tiles come from
+    analysis = Path(info.path or pool.path)  # tile_cog_path has checked that info.path is set
+    with rasterio.open(analysis) if analysis != pool.path else pool.dataset() as ds:
         style, legend = _raster_style(str(info.meta.get("raster_kind", "other")), ds)
     return RasterLayer(info, style, legend, pool)
 
