@@ -148,20 +148,21 @@ function renderForm(doc) {
   schema = doc;
   document.title = `${doc.title || doc.form_id} - civicmap`;
   $("title").textContent = doc.title || doc.form_id;
+  const geoName = doc.geometry_field || doc.geo_field; // the intake API says geometry_field
   const container = $("fields");
   container.replaceChildren();
   const photoFields = [];
   for (const field of doc.fields || []) {
-    if (SILENT_TYPES.has(field.type) || field.name === doc.geo_field || field.type === "geopoint") continue;
+    if (SILENT_TYPES.has(field.type) || field.name === geoName || field.type === "geopoint") continue;
     if (PHOTO_TYPES.has(field.type)) {
       photoFields.push(field);
       continue;
     }
     container.append(fieldBox(field));
   }
-  const geo = (doc.fields || []).find((f) => f.name === doc.geo_field);
+  const geo = (doc.fields || []).find((f) => f.name === geoName);
   $("location").classList.toggle("required", Boolean(geo && geo.required));
-  $("location").hidden = !doc.geo_field;
+  $("location").hidden = !geoName;
   if (geo && geo.label) $("location").querySelector("legend").textContent = geo.label;
   $("photo").name = photoFields.length ? photoFields[0].name : "photo";
   if (photoFields.length && photoFields[0].label) $("photo-box").querySelector("legend").textContent = photoFields[0].label;
