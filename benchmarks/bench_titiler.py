@@ -49,10 +49,10 @@ from rio_tiler.colormap import cmap
 from titiler.core.dependencies import create_colormap_dependency
 from titiler.core.factory import TilerFactory
 
-from civicmap.serve.deps import _value_range
 from civicmap.store import GeoPackageStore
 from civicmap.tiles.colormaps import ELEVATION
 from civicmap.tiles.grid import tile_bounds, tiles_for_bbox
+from civicmap.tiles.styles import value_range
 from civicmap.types import TileXYZ
 
 README = Path(__file__).with_name("README.md")
@@ -104,8 +104,8 @@ def build_store(folder: Path) -> tuple[Path, Path, tuple[float, float]]:
     shutil.move(cog, store.raster_path("dem"))
     store.register_raster("dem", meta={"raster_kind": "dem"})
     with rasterio.open(store.raster_path("dem")) as ds:
-        value_range = _value_range(ds)  # the range civicmap's service rescales with
-    return store.path, store.raster_path("dem"), value_range
+        data_range = value_range(ds)  # the range civicmap's service rescales with
+    return store.path, store.raster_path("dem"), data_range
 
 
 def tiles_inside(cog: Path) -> list[TileXYZ]:

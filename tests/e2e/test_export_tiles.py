@@ -17,7 +17,7 @@ from civicmap import cli
 from civicmap.builds.export import MAX_EXPORT_TILES, export_tiles
 from civicmap.crs import to_crs
 from civicmap.errors import InputError, NotFoundError
-from civicmap.serve.deps import load_raster, tile_cog_path
+from civicmap.serve.deps import load_raster
 from civicmap.tiles.grid import tile_bounds, tiles_for_bbox
 from civicmap.tiles.raster import render_tile
 from civicmap.types import TileXYZ
@@ -60,7 +60,7 @@ def metadata_of(path):
 def test_build_writes_a_web_cog_in_epsg3857_beside_the_analysis_cog(workspace, name):
     info = workspace.store.layer_info(name)
     assert info.meta["web_cog"] == f"{name}_web.tif"
-    web = tile_cog_path(info)
+    web = info.tile_path
     assert web == info.path.with_name(f"{name}_web.tif")
     with rasterio.open(info.path) as analysis, rasterio.open(web) as ds:
         assert analysis.crs == workspace.crs  # the metric grid stays for the analysis

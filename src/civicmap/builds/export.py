@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
+import rasterio
+import rasterio.io
 from tqdm.auto import tqdm
 
 from civicmap.crs import to_crs
 from civicmap.errors import InputError, NotFoundError
-from civicmap.serve.deps import RasterLayer, load_raster
 from civicmap.store import LayerInfo
 from civicmap.tiles.grid import tiles_for_bbox
 from civicmap.tiles.mbtiles import gzip_tile, write_mbtiles
-from civicmap.tiles.raster import render_tile
+from civicmap.tiles.raster import TileStyle, render_tile
+from civicmap.tiles.styles import raster_style
 from civicmap.tiles.vector import encode_mvt, mvt_fields
 from civicmap.types import BBox, TileXYZ
 
@@ -133,13 +135,14 @@ def _vector_tiles(
             yield tile, gzip_tile(data)
 
 
-def _raster_tiles(raster: RasterLayer, tiles: Iterator[TileXYZ], bar: tqdm) -> Iterator[tuple[TileXYZ, bytes]]:
-    with raster.pool.dataset() as ds:
-        for tile in tiles:
-            data = render_tile(ds, tile, style=raster.style, format="png")
-            bar.update()
-            if data is not None:
-                yield tile, data
+def _raster_tiles(
+    ds: rasterio.io.DatasetReader, style: TileStyle, tiles: Iterator[TileXYZ], bar: tqdm
+) -> Iterator[tuple[TileXYZ, bytes]]:
+    for tile in tiles:
+        data = render_tile(ds, tile, style=style, format="png")
+        bar.update(1)
+        if data:
+            yield tile, data
 
 
 def _file_name(text: str) -> str:
@@ -203,12 +206,13 @@ def _export_vectors(
 
 
 def _export_raster(workspace: Workspace, info: LayerInfo, folder: Path, zooms: range, bar: tqdm) -> ExportedFile:
-    raster = load_raster(info)
-    try:
-        path = folder / f"{info.name}.mbtiles"
-        tiles = _raster_tiles(raster, tiles_for_bbox(workspace.bbox, zooms), bar)
+    """Tiles styled exactly as the service styles them (style from the analysis COG, pixels from the tile COG)."""
+    assert info.path is not None
+    with rasterio.open(info.path) as analysis:
+        style, _ = raster_style(str(info.meta.get("raster_kind", "other")), analysis)
+    path = folder / f"{info.name}.mbtiles"
+    with rasterio.open(info.tile_path) as ds:
+        tiles = _raster_tiles(ds, style, tiles_for_bbox(workspace.bbox, zooms), bar)
         count = write_mbtiles(path, tiles, metadata=_metadata(workspace, [info], "png", zooms))
-    finally:
-        raster.pool.close()
     log.info("exported %d png tiles of %s to %s", count, info.name, path)
     return ExportedFile(path, (info.name,), "png", count)

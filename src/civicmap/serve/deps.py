@@ -36,9 +36,9 @@ from civicmap.serve.settings import ServiceSettings
 from civicmap.sources.raster import open_raster
 from civicmap.store import LayerInfo, Store
 from civicmap.tiles.cache import TileCache
-from civicmap.tiles.colormaps import ELEVATION, FLOOD_DEPTH_M, GREYS, HAZARD_CLASSES, Colormap
 from civicmap.tiles.grid import ORIGIN_SHIFT_M
 from civicmap.tiles.raster import TileStyle
+from civicmap.tiles.styles import legend_for, raster_style
 from civicmap.tiles.vector import mvt_fields
 
 __all__ = [
@@ -56,7 +56,6 @@ __all__ = [
     "private_fields",
     "raster_profile",
     "run_bounded",
-    "tile_cog_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -197,75 +196,13 @@ def load_vector(info: LayerInfo, frame: gpd.GeoDataFrame) -> VectorLayer:
     )
 
 
-def _colour_hex(rgba: tuple[int, int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgba[:3])
-
-
-def legend_for(cmap: Colormap | None, value_range: tuple[float, float] | None = None) -> dict[str, Any] | None:
-    """A JSON legend: classes (value, colour, label) or ramp stops in data units."""
-    if cmap is None:
-        return None
-    if hasattr(cmap, "classes"):
-        classes = [{"value": v, "color": _colour_hex(c), "label": label} for v, c, label in cmap.classes if c[3]]
-        return {"type": "classes", "colormap": cmap.name, "classes": classes}
-    lo, hi = value_range or (0.0, 255.0)
-    scale = (hi - lo) / 255.0 if value_range else 1.0
-    stops = [{"value": round(lo + v * scale if value_range else v, 6), "color": _colour_hex(c)} for v, c in cmap.stops]
-    return {"type": "ramp", "colormap": cmap.name, "stops": stops}
-
-
-def _value_range(ds: DatasetReader) -> tuple[float, float]:
-    """Min and max of band 1 from its coarsest overview (cheap), ignoring nodata."""
-    factor = max([1, *ds.overviews(1)])
-    shape = (max(1, ds.height // factor), max(1, ds.width // factor))
-    data = ds.read(1, out_shape=shape, masked=True).astype("float64").filled(np.nan)
-    finite = data[np.isfinite(data)]
-    if not finite.size:
-        return (0.0, 1.0)
-    lo, hi = float(finite.min()), float(finite.max())
-    return (lo, hi if hi > lo else lo + 1.0)
-
-
-def _raster_style(kind: str, ds: DatasetReader) -> tuple[TileStyle, dict[str, Any] | None]:
-    """Tile style and legend of a raster by its ``raster_kind``."""
-    if kind == "imagery" or (ds.count >= 3 and ds.dtypes[0] == "uint8"):
-        rescale = None if ds.dtypes[0] == "uint8" else _value_range(ds)
-        return TileStyle(rescale=rescale, resampling="bilinear"), None
-    if kind == "hazard" and np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
-        return TileStyle(colormap=HAZARD_CLASSES), legend_for(HAZARD_CLASSES)
-    if kind == "hazard":
-        return TileStyle(colormap=FLOOD_DEPTH_M, resampling="bilinear"), legend_for(FLOOD_DEPTH_M)
-    cmap = ELEVATION if kind == "dem" else GREYS
-    value_range = _value_range(ds)
-    style = TileStyle(colormap=cmap, rescale=value_range, resampling="bilinear")
-    return style, legend_for(cmap, value_range)
-
-
-def tile_cog_path(info: LayerInfo) -> Path:
-    """The COG that tiles of raster ``info`` are cut from.
-
-    ``meta["web_cog"]`` (a file name beside the analysis COG, or an absolute path) names the
-    web-optimised copy (EPSG:3857, GoogleMapsCompatible grid and overviews) when the build wrote
-    one and it exists; otherwise the analysis COG itself (in the workspace's metric CRS).
-    """
-    if info.path is None:
-        raise StoreError(f"raster {info.name!r} has no file in the catalogue")
-    web = info.meta.get("web_cog")
-    if web:
-        path = Path(info.path).parent / str(web)
-        if path.is_file():
-            return path
-        log.warning("raster %s: web COG %s is missing; tiles are cut from %s", info.name, path, info.path)
-    return Path(info.path)
-
-
 def load_raster(info: LayerInfo) -> RasterLayer:
     """Open and check a stored COG once (the web COG when there is one), and choose how its tiles look."""
-    pool = _DatasetPool(tile_cog_path(info))
+    pool = _DatasetPool(info.tile_path)
     # style and legend (value range) from the analysis COG: the same colours whichever file tiles come from
-    analysis = Path(info.path or pool.path)  # tile_cog_path has checked that info.path is set
+    analysis = Path(info.path or pool.path)  # tile_path has checked that info.path is set
     with rasterio.open(analysis) if analysis != pool.path else pool.dataset() as ds:
-        style, legend = _raster_style(str(info.meta.get("raster_kind", "other")), ds)
+        style, legend = raster_style(str(info.meta.get("raster_kind", "other")), ds)
     return RasterLayer(info, style, legend, pool)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import rasterio
 from pyproj import CRS
 from rasterio.warp import transform_bounds
 
-from civicmap.errors import InputError
+from civicmap.errors import InputError, StoreError
 from civicmap.types import BBox, Provenance
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "storable_frame",
     "vector_entry",
 ]
+
+log = logging.getLogger(__name__)
 
 LayerKind = Literal["vector", "raster", "table"]
 
@@ -64,6 +67,24 @@ class LayerInfo:
     """For rasters: the Cloud Optimized GeoTIFF that holds the pixels."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Free-form extras (e.g. ``private_fields`` of a survey layer, ``raster_kind``)."""
+
+    @property
+    def tile_path(self) -> Path:
+        """For rasters: the COG that map tiles are cut from.
+
+        ``meta["web_cog"]`` (a file name beside the analysis COG, or an absolute path) names the
+        web-optimised copy (EPSG:3857, GoogleMapsCompatible grid and overviews) when the build
+        wrote one and it exists; otherwise the analysis COG itself (workspace CRS).
+        """
+        if self.path is None:
+            raise StoreError(f"layer {self.name!r} has no raster file in the catalogue")
+        web = self.meta.get("web_cog")
+        if web:
+            candidate = Path(self.path).parent / str(web)
+            if candidate.is_file():
+                return candidate
+            log.warning("raster %s: web COG %s is missing; tiles are cut from %s", self.name, candidate, self.path)
+        return Path(self.path)
 
 
 @runtime_checkable
