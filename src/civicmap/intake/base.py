@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from civicmap.errors import ConfigError
+from civicmap.errors import ConfigError, ConflictError
 from civicmap.types import BBox
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "FormSettings",
     "IntakeLimits",
     "IntakeStore",
+    "ModerationChange",
     "NewSubmission",
     "PutResult",
     "Role",
@@ -32,6 +33,7 @@ __all__ = [
     "State",
     "SubmissionRecord",
     "TokenRecord",
+    "moderation_change",
 ]
 
 State = Literal["pending", "approved", "rejected", "needs_changes"]
@@ -162,6 +164,32 @@ class SubmissionRecord:
     def current_answers(self) -> dict[str, Any]:
         """The answers with the moderators' edits applied."""
         return {**self.answers, **(self.edited_answers or {})}
+
+
+@dataclass(frozen=True)
+class ModerationChange:
+    """What one moderation does to a submission, the same for every store backend."""
+
+    edited_answers: dict[str, Any] | None
+    """The moderators' edits after this one (the original answers are never changed)."""
+    before: dict[str, Any]
+    after: dict[str, Any]
+    """State, edits and row version before and after: the audit line's two sides."""
+
+
+def moderation_change(
+    old: SubmissionRecord, *, state: str, edits: Mapping[str, Any] | None, expected_version: int | None
+) -> ModerationChange:
+    """The change a moderation makes, or :class:`ConflictError` when ``expected_version`` is stale."""
+    if expected_version is not None and expected_version != old.row_version:
+        raise ConflictError(
+            f"submission {old.instance_id} is at version {old.row_version}, not {expected_version}: someone "
+            "moderated it meanwhile; reload it and decide again"
+        )
+    edited = {**(old.edited_answers or {}), **edits} if edits else old.edited_answers
+    before = {"state": old.state, "edited_answers": old.edited_answers, "row_version": old.row_version}
+    after = {"state": state, "edited_answers": edited, "row_version": old.row_version + 1}
+    return ModerationChange(edited, before, after)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from civicmap.intake.base import (
     StagedAttachment,
     SubmissionRecord,
     TokenRecord,
+    moderation_change,
 )
 from civicmap.types import BBox
 
@@ -306,22 +307,15 @@ class SQLiteIntakeStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no submission with instanceID {instance_id!r}")
-            old = _submission(row)
-            if expected_version is not None and expected_version != old.row_version:
-                raise ConflictError(
-                    f"submission {instance_id} is at version {old.row_version}, not {expected_version}: someone "
-                    "moderated it meanwhile; reload it and decide again"
-                )
-            edited = {**(old.edited_answers or {}), **edits} if edits else old.edited_answers
+            change = moderation_change(_submission(row), state=state, edits=edits, expected_version=expected_version)
+            edited = change.edited_answers
             now = utc_now()
             con.execute(
                 "UPDATE submissions SET state = ?, edited_answers = ?, row_version = row_version + 1, "
                 "reviewed_at = ?, reviewed_by = ? WHERE instance_id = ?",
                 (state, None if edited is None else json.dumps(edited, ensure_ascii=False), now, who, instance_id),
             )
-            before = {"state": old.state, "edited_answers": old.edited_answers, "row_version": old.row_version}
-            after = {"state": state, "edited_answers": edited, "row_version": old.row_version + 1}
-            _audit(con, who, f"moderate:{state}", instance_id, reason, before, after)
+            _audit(con, who, f"moderate:{state}", instance_id, reason, change.before, change.after)
         return self.submission(instance_id)
 
     def audit(self, instance_id: str | None = None) -> list[AuditEntry]:
