@@ -27,11 +27,13 @@ __all__ = ["TagTable", "feature_ids", "field_types", "property_columns", "tag_ta
 _JS_SAFE = (1 << 53) - 1
 _UINT64_MAX = (1 << 64) - 1
 _INT64_MIN = -(1 << 63)
+# numpy dtype kinds read straight from the column array: bool, integers, floats, objects.
+_PLAIN_KINDS = frozenset("biufO")
 
 
 def property_columns(gdf: gpd.GeoDataFrame, name: str, requested: Mapping[str, Sequence[str]] | None) -> list[str]:
     """The columns written as properties of layer ``name``: the requested ones, or all but geometry."""
-    geometry = gdf.geometry.name
+    geometry = gdf.active_geometry_name
     available = [c for c in gdf.columns if c != geometry]
     if requested is None or name not in requested:
         return [str(c) for c in available]
@@ -86,13 +88,42 @@ def _json_text(value: object) -> object:
     return None if key is None else key[1]
 
 
-def _factorize(series: pd.Series) -> tuple[np.ndarray, Sequence[object]]:
+def _column_values(gdf: gpd.GeoDataFrame, column: str, rows: np.ndarray) -> pd.Series | np.ndarray:
+    """The values of ``column`` at positions ``rows``, taken before any pandas wrapping.
+
+    Plain numpy dtypes and strings give a numpy array (fast); other extension dtypes
+    (categoricals, nullable integers, dates) a Series, so pandas' own rules still apply.
+    """
+    series = gdf[column]
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in _PLAIN_KINDS:
+        return series.to_numpy()[rows]
+    if isinstance(series.dtype, pd.StringDtype):  # missing values stay missing (NaN or pd.NA) in objects
+        return series.array[rows].to_numpy(dtype=object)
+    return series.iloc[rows]
+
+
+def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, pd.Index | np.ndarray]:
     try:
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
     except TypeError:  # unhashable values (lists, dicts): compare them by their JSON text
-        texts = series.map(_json_text)
+        texts = pd.Series(values).map(_json_text)
         codes, uniques = pd.factorize(texts, use_na_sentinel=True)
-    return np.asarray(codes), list(uniques)
+    return np.asarray(codes), uniques
+
+
+def _unique_keys(uniques: pd.Index | np.ndarray) -> list[ValueKey | None]:
+    """``value_key`` of each factorised unique value, without per-value dispatch for numeric dtypes.
+
+    Factorised uniques hold no missing values for numpy bool, integer and float dtypes.
+    """
+    kind = uniques.dtype.kind if isinstance(uniques.dtype, np.dtype) else "O"
+    if kind == "f":
+        return [("d", v) for v in uniques.tolist()]
+    if kind == "b":
+        return [("b", v) for v in uniques.tolist()]
+    if kind in "iu":
+        return [_int_key(v) for v in uniques.tolist()]
+    return [value_key(u) for u in uniques]
 
 
 class TagTable:
@@ -118,9 +149,9 @@ def tag_table(gdf: gpd.GeoDataFrame, columns: Sequence[str], rows: np.ndarray) -
     value_idx = np.full((n, len(columns)), -1, dtype=np.int64)
     key_idx = np.zeros(len(columns), dtype=np.int64)
     for j, column in enumerate(columns):
-        codes, uniques = _factorize(gdf[column].iloc[rows])
+        codes, uniques = _factorize(_column_values(gdf, column, rows))
         lookup = np.array(
-            [-1 if (k := value_key(u)) is None else table.setdefault(k, len(table)) for u in uniques] + [-1],
+            [-1 if k is None else table.setdefault(k, len(table)) for k in _unique_keys(uniques)] + [-1],
             dtype=np.int64,
         )
         column_idx = lookup[codes]  # code -1 (missing) picks the trailing -1

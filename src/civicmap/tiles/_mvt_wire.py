@@ -31,6 +31,7 @@ __all__ = [
 # (kind, value): kind "s" string, "d" double, "u" unsigned int, "i" negative int, "b" bool.
 ValueKey = tuple[str, object]
 
+_DOUBLE = struct.Struct("<d")
 _THRESHOLDS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
 
 
@@ -78,6 +79,13 @@ def varint(value: int) -> bytes:
 
 def _field(tag: int, payload: bytes) -> bytes:
     return bytes([tag]) + varint(len(payload)) + payload
+
+
+def _value_field(key: ValueKey) -> bytes:
+    """One ``Layer.values`` field (tag 4, length, Value message)."""
+    if key[0] == "d":
+        return b"\x22\x09\x19" + _DOUBLE.pack(key[1])
+    return _field(0x22, _value_message(key))
 
 
 def _value_message(key: ValueKey) -> bytes:
@@ -160,10 +168,19 @@ def _feature_stream(arrays: FeatureArrays, total: np.ndarray, parts: dict[str, n
 
 
 def encode_layer(
-    name: str, arrays: FeatureArrays, keys: Sequence[str], values: Sequence[ValueKey], *, extent: int
+    name: str,
+    arrays: FeatureArrays,
+    keys: Sequence[str],
+    values: Sequence[ValueKey],
+    *,
+    extent: int,
+    sizes: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
 ) -> bytes:
-    """One ``Tile.layers`` field (tag 3, length, Layer message), version 2."""
-    total, parts = feature_bytes(arrays)
+    """One ``Tile.layers`` field (tag 3, length, Layer message), version 2.
+
+    ``sizes`` is ``feature_bytes(arrays)`` when the caller already has it (computed otherwise).
+    """
+    total, parts = feature_bytes(arrays) if sizes is None else sizes
     features = encode_varints(_feature_stream(arrays, total, parts))
     body = b"".join(
         [
@@ -171,7 +188,7 @@ def encode_layer(
             _field(0x0A, name.encode("utf-8")),
             features,
             *(_field(0x1A, k.encode("utf-8")) for k in keys),
-            *(_field(0x22, _value_message(v)) for v in values),
+            *map(_value_field, values),
             b"\x28" + varint(extent),
         ]
     )
