@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+POSTGIS_ENV = "CIVICMAP_TEST_POSTGIS_URL"
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +58,15 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
         report = ws.build(progress=False)
     assert not report.failed, report
     return ws, report
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> str:
+    """The test server's URL (``scripts/postgis`` prints it): skipped locally if unset, a failure on CI."""
+    url = os.environ.get(POSTGIS_ENV)
+    if not url:
+        message = f'{POSTGIS_ENV} is not set; start a server with: eval "$(scripts/postgis)"'
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (required on CI)")
+        pytest.skip(message)
+    return url

@@ -10,7 +10,6 @@ skipped locally and FAILS on CI (``CI`` set). Pin one backend with
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 import zlib
@@ -39,7 +38,6 @@ bbox = [39.229871, -6.824915, 39.249792, -6.805004]
 [store]
 url = ".civicmap/test.gpkg"
 """
-POSTGIS_ENV = "CIVICMAP_TEST_POSTGIS_URL"
 
 
 def png_bytes(seed: int = 0, size: int = 2) -> bytes:
@@ -92,18 +90,6 @@ def write_photo_form(path: Path, *, form_id: str = "damage_report", version: str
     settings.append(("Damage report", form_id, version))
     wb.save(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def postgis_url() -> str:
-    """The test server's URL (``scripts/postgis`` prints it): skipped locally if unset, a failure on CI."""
-    url = os.environ.get(POSTGIS_ENV)
-    if not url:
-        message = f'{POSTGIS_ENV} is not set; start a server with: eval "$(scripts/postgis)"'
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (required on CI)")
-        pytest.skip(message)
-    return url
 
 
 def drop_schema(base_url: str, schema: str) -> None:

@@ -7,7 +7,6 @@ on CI (``CI`` set), so a missing server can never pass for a green run.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -17,20 +16,6 @@ from urllib.parse import urlencode
 import pytest
 
 from civicmap.store import Store, open_store
-
-POSTGIS_ENV = "CIVICMAP_TEST_POSTGIS_URL"
-
-
-@pytest.fixture(scope="session")
-def postgis_url() -> str:
-    """The test server's URL (``scripts/postgis`` prints it): skipped locally if unset, a failure on CI."""
-    url = os.environ.get(POSTGIS_ENV)
-    if not url:
-        message = f'{POSTGIS_ENV} is not set; start a server with: eval "$(scripts/postgis)"'
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (required on CI)")
-        pytest.skip(message)
-    return url
 
 
 def _store_url(base_url: str, schema: str, raster_dir: Path) -> str:

@@ -27,6 +27,7 @@ from civicmap.layers.network import (
     search_targets,
     snap_to_nodes,
 )
+from civicmap.layers.overlay import intersects_any
 
 __all__ = [
     "DEFAULT_MIN_RANK",
@@ -39,7 +40,6 @@ __all__ = [
     "flooded_lines",
     "nearest",
     "route_lines",
-    "touching",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,18 +103,9 @@ def as_cut(hazard: gpd.GeoDataFrame | HazardCut | None, min_rank: int) -> Hazard
     return HazardCut(hazard, min_rank=min_rank)
 
 
-def touching(geoms: np.ndarray, zones: np.ndarray) -> np.ndarray:
-    """Which ``geoms`` intersect any of ``zones`` (STRtree, vectorised)."""
-    out = np.zeros(len(geoms), dtype=bool)
-    if len(zones) and len(geoms):
-        hit, _ = shapely.STRtree(zones).query(geoms, predicate="intersects")
-        out[hit] = True
-    return out
-
-
 def flooded_lines(lines: np.ndarray, zones: np.ndarray, min_share: float | None) -> np.ndarray:
     """Boolean per line: removed by ``zones`` under the intersect rule or the share-of-length rule."""
-    out = touching(lines, zones)
+    out = intersects_any(lines, zones)
     if min_share is None or not out.any():
         return out
     cand = np.flatnonzero(out)
@@ -182,7 +173,7 @@ def facility_targets(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Usable facility positions, their snapped nodes, egress legs (m) and all facility points."""
     geoms, xy = anchor_points(facilities, net.crs, name="facilities")
-    usable = np.flatnonzero(~touching(geoms, zones))
+    usable = np.flatnonzero(~intersects_any(geoms, zones))
     if len(usable) < len(facilities):
         log.info(
             "%d of %d facilities lie in closing hazard zones: not used", len(facilities) - len(usable), len(facilities)
@@ -214,7 +205,7 @@ def nearest(
     egress = np.append(f_egress, np.nan)[target]  # target -1 reads the appended NaN
     network = np.where(target >= 0, wade + np.append(search.distance_m, np.inf)[exit_], np.nan) - egress
     facility = np.append(usable, -1)[target]
-    inside = touching(b_geoms, zones)
+    inside = intersects_any(b_geoms, zones)
     return Nearest(node, exit_, inside, access, network, egress, facility, usable, search, way_out, b_xy, f_xy)
 
 

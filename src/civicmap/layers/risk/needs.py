@@ -17,14 +17,13 @@ quantity ``people x amount`` is rounded up to a whole unit, after dropping float
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from civicmap.errors import InputError, NotFoundError
+from civicmap.errors import InputError
+from civicmap.layers.risk._profiles import read_profile_json
 
 __all__ = ["FREQUENCIES", "PROFILES", "Need", "NeedsProfile", "minimum_needs", "read_needs_profile"]
 
@@ -67,19 +66,7 @@ class NeedsProfile:
 
 def read_needs_profile(name_or_path: str | Path) -> NeedsProfile:
     """Load a shipped profile by name (``"BNPB"``, ``"SPHERE"``) or a profile JSON file by path."""
-    shipped = PROFILES.get(str(name_or_path).upper())
-    if shipped is not None:
-        text = resources.files("civicmap.layers.risk").joinpath("profiles", shipped).read_text(encoding="utf-8")
-        where = f"profile {str(name_or_path).upper()}"
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise NotFoundError(f"needs profile {str(name_or_path)!r} is neither {sorted(PROFILES)} nor a file")
-        text, where = path.read_text(encoding="utf-8"), str(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where} is not valid JSON: {exc}") from exc
+    data, where = read_profile_json(name_or_path, PROFILES, "needs profile")
     return _profile(data, where)
 
 

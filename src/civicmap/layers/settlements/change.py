@@ -26,6 +26,7 @@ import shapely
 from pyproj import CRS
 
 from civicmap.errors import InputError
+from civicmap.layers.overlay import intersects_any
 from civicmap.layers.settlements._prepare import clean_footprints, metric_crs_of, to_metric
 
 __all__ = ["building_changes"]
@@ -49,14 +50,6 @@ def _zones(layer: gpd.GeoDataFrame | None, crs: CRS, name: str) -> np.ndarray:
     if "affected" in zones:
         zones = zones.loc[zones["affected"].fillna(False).astype(bool).to_numpy()]
     return zones.geometry.to_numpy()
-
-
-def _touches_zone(geoms: np.ndarray, zones: np.ndarray) -> np.ndarray:
-    hit = np.zeros(len(geoms), dtype=bool)
-    if len(zones) and len(geoms):
-        idx, _ = shapely.STRtree(zones).query(geoms, predicate="intersects")
-        hit[idx] = True
-    return hit
 
 
 def building_changes(
@@ -100,8 +93,8 @@ def building_changes(
     )
     table["area_before_m2"] = area_old
     table["area_after_m2"] = np.where(table["change"] == "removed", np.nan, shapely.area(geoms))
-    table["in_hazard"] = _touches_zone(geoms, _zones(hazard, metric, "hazard"))
-    table["in_reserved"] = _touches_zone(geoms, _zones(reserved, metric, "reserved"))
+    table["in_hazard"] = intersects_any(geoms, _zones(hazard, metric, "hazard"))
+    table["in_reserved"] = intersects_any(geoms, _zones(reserved, metric, "reserved"))
     growing = table["change"].isin(["new", "changed"])
     table["flagged"] = growing & (table["in_hazard"] | table["in_reserved"])
     log.info("building changes: %s; %d flagged", table["change"].value_counts().to_dict(), table["flagged"].sum())

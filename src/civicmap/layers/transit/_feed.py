@@ -24,6 +24,7 @@ __all__ = [
     "ServiceOptions",
     "agency_table",
     "format_gtfs_time",
+    "frequencies_table",
     "parse_duration_s",
     "parse_gtfs_time",
     "service_tables",
@@ -169,3 +170,19 @@ def agency_table(names: pd.Series, options: ServiceOptions) -> tuple[pd.DataFram
         }
     )
     return agency, filled.map(ids)
+
+
+def frequencies_table(fr: pd.DataFrame) -> pd.DataFrame:
+    """frequencies.txt from ``trip_id``, ``start``/``end`` (seconds after midnight) and ``headway`` (s).
+
+    ``exact_times=0``: frequency-based service, vehicles leave when full rather than on a timetable.
+    """
+    return pd.DataFrame(
+        {
+            "trip_id": fr["trip_id"],
+            "start_time": format_gtfs_time(fr["start"]),
+            "end_time": format_gtfs_time(fr["end"]),
+            "headway_secs": fr["headway"].round().astype(int).astype(str),
+            "exact_times": "0",
+        }
+    )

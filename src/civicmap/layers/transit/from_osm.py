@@ -45,6 +45,7 @@ from civicmap.layers.transit._feed import (
     ServiceOptions,
     agency_table,
     format_gtfs_time,
+    frequencies_table,
     parse_duration_s,
     service_tables,
 )
@@ -399,15 +400,7 @@ def _stop_tables(patterns: list[_Pattern], options: OSMGTFSOptions) -> dict[str,
                 "timepoint": "0",
             }
         ),
-        "frequencies": pd.DataFrame(
-            {
-                "trip_id": fr["trip_id"],
-                "start_time": format_gtfs_time(fr["start"]),
-                "end_time": format_gtfs_time(fr["end"]),
-                "headway_secs": fr["headway"].round().astype(int).astype(str),
-                "exact_times": "0",
-            }
-        ),
+        "frequencies": frequencies_table(fr),
         "shapes": pd.DataFrame(
             {
                 "shape_id": shape["shape_id"],

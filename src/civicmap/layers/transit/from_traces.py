@@ -41,7 +41,14 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 from civicmap.crs import WGS84, local_metric_crs
 from civicmap.errors import InputError
-from civicmap.layers.transit._feed import GTFSFeed, ServiceOptions, agency_table, format_gtfs_time, service_tables
+from civicmap.layers.transit._feed import (
+    GTFSFeed,
+    ServiceOptions,
+    agency_table,
+    format_gtfs_time,
+    frequencies_table,
+    service_tables,
+)
 from civicmap.layers.transit._runs import clean_runs, dwell_events, group_runs
 from civicmap.sources.transit import GPSTraces
 from civicmap.types import BBox
@@ -336,15 +343,7 @@ def _tables(
         "trips": trips,
         "stops": stop_table,
         "stop_times": pd.concat(rows, ignore_index=True),
-        "frequencies": pd.DataFrame(
-            {
-                "trip_id": fr["trip_id"],
-                "start_time": format_gtfs_time(fr["start"]),
-                "end_time": format_gtfs_time(fr["end"]),
-                "headway_secs": fr["headway"].round().astype(int).astype(str),
-                "exact_times": "0",
-            }
-        ),
+        "frequencies": frequencies_table(fr),
         "shapes": pd.concat(shapes, ignore_index=True),
         **service_tables(options.service, publisher=options.service.agency_name),
     }
