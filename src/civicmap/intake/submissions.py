@@ -48,6 +48,7 @@ from civicmap.intake.attachments import check_attachment, stage_attachment, stri
 from civicmap.intake.base import FormRecord, IntakeLimits, IntakeStore, NewSubmission, PutResult, StagedAttachment
 from civicmap.intake.forms import form_schema
 from civicmap.intake.store import utc_now
+from civicmap.sources._survey_formats import flatten_instance, local_name
 from civicmap.sources.survey import FormSchema, validate_submission
 from civicmap.types import BBox, RowError
 
@@ -103,13 +104,13 @@ def parse_openrosa_xml(data: bytes) -> Incoming:
         ) from exc
     except XMLParseError as exc:
         raise InputError(f"xml_submission_file is not well-formed XML ({exc})") from exc
-    if _local(root.tag) == "html":
+    if local_name(root.tag) == "html":
         raise InputError("xml_submission_file holds an XForm (form definition), not a filled-in instance")
     form_id = root.get("id")
     if not form_id:
-        raise InputError(f"the instance root <{_local(root.tag)}> has no id attribute naming its form")
+        raise InputError(f"the instance root <{local_name(root.tag)}> has no id attribute naming its form")
     answers: dict[str, Any] = {}
-    _flatten_xml(root, "", answers)
+    flatten_instance(root, "", answers)
     instance_id = answers.pop("meta/instanceID", None)
     if not instance_id:
         raise InputError("the instance has no meta/instanceID; ODK forms add it (pyxform does by default)")
@@ -133,19 +134,6 @@ def _flatten(answers: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def _flatten_xml(elem: Any, prefix: str, out: dict[str, Any]) -> None:
-    for child in elem:
-        key = f"{prefix}{_local(child.tag)}"
-        if len(child):
-            _flatten_xml(child, f"{key}/", out)
-        elif key not in out:
-            out[key] = (child.text or "").strip() or None
-
-
-def _local(tag: Any) -> str:
-    return str(tag).rsplit("}", 1)[-1]
 
 
 def location_to_odk(location: Any) -> str:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from civicmap.crs import to_wgs84
 from civicmap.errors import InputError
 
-__all__ = ["META", "RawTable", "read_raw"]
+__all__ = ["META", "RawTable", "flatten_instance", "local_name", "read_raw"]
 
 log = logging.getLogger(__name__)
 
@@ -253,22 +253,22 @@ def _read_xml(path: Path, root_dir: Path) -> dict[str, Any]:
     except XMLParseError as exc:
         record["__error"] = f"not well-formed XML ({exc})"
         return record
-    if root is None or _local(root.tag) == "html":
+    if root is None or local_name(root.tag) == "html":
         record["__error"] = "this is an XForm (form definition), not a submission instance"
         return record
     record["__form_id"] = root.get("id")
     record["__form_version"] = root.get("version")
-    _flatten(root, "", record)
+    flatten_instance(root, "", record)
     record["__instance_id"] = record.get("meta/instanceID")
     return record
 
 
-def _flatten(elem: Any, prefix: str, record: dict[str, Any]) -> None:
-    """Leaf elements as ``group/field`` keys, in document order (a repeat's later items are not read)."""
+def flatten_instance(elem: Any, prefix: str, record: dict[str, Any]) -> None:
+    """ODK XML instance leaves as ``group/field`` keys, in document order (later repeat items are not read)."""
     for child in elem:
-        key = f"{prefix}{_local(child.tag)}"
+        key = f"{prefix}{local_name(child.tag)}"
         if len(child):
-            _flatten(child, f"{key}/", record)
+            flatten_instance(child, f"{key}/", record)
         elif key not in record:
             record[key] = (child.text or "").strip() or None
 
@@ -332,6 +332,6 @@ def _drop_lists(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame.drop(columns=lists)
 
 
-def _local(tag: Any) -> str:
+def local_name(tag: Any) -> str:
     """An XML tag without its ``{namespace}``."""
     return str(tag).rsplit("}", 1)[-1]
