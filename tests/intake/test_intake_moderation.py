@@ -57,7 +57,7 @@ def test_tokens_401_403(client: TestClient, intake: Intake, tokens: dict[str, st
     assert client.post(f"{q}/uuid:m1", json=post, headers=_auth(scoped.token)).status_code == 403
     assert intake.store.submission("uuid:m1").state == "pending"
     stored = [h for _, h in (intake.store.token(t.id) for t in intake.store.tokens())]
-    assert all(len(h) == 64 for h in stored) and not any(tok.split("_")[2] in stored for tok in tokens.values())
+    assert all(len(h) == 64 for h in stored) and not any(tok.split("_", 2)[2] in stored for tok in tokens.values())
 
 
 def test_moderate_with_edits_audit_and_conflict(client: TestClient, intake: Intake, tokens: dict[str, str]) -> None:
@@ -160,7 +160,7 @@ def test_cli_forms_and_tokens(project: Path, tmp_path: Path, helpers: object) ->
     token_id = token.split("_")[1]
     assert token.startswith("cm_") and token_id in r.output.splitlines()[0]
     stored = helpers.stored_text(project)  # type: ignore[attr-defined]
-    assert token_id in stored and token.split("_")[2] not in stored
+    assert token_id in stored and token.split("_", 2)[2] not in stored
     r = runner.invoke(cli_app, ["tokens", "revoke", str(project), token_id])
     assert r.exit_code == 0 and "revoked" in r.output
     assert runner.invoke(cli_app, ["tokens", "issue", str(project), "--role", "king"]).exit_code == 1

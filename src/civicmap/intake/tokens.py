@@ -85,7 +85,7 @@ def issue_token(
     if days is not None and days <= 0:
         raise InputError(f"days {days} must be positive (or omitted for a token that does not expire)")
     now = datetime.now(UTC)
-    token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    token_id, secret = secrets.token_hex(6), secrets.token_hex(32)
     record = TokenRecord(
         id=token_id,
         role=role,
