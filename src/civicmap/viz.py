@@ -216,7 +216,7 @@ def explore_layer(workspace: Workspace, name: str, column: str | None = None, **
     if info.kind != "vector":
         raise InputError(f"layer {name!r} is a {info.kind}; explore_layer draws vector layers")
     extra = options.pop("hide", ())
-    hide = [*([extra] if isinstance(extra, str) else extra), *info.meta.get("private_fields", ())]
+    hide = [*([extra] if isinstance(extra, str) else extra), *info.private_fields]
     m = explore(workspace.read_layer(name), column, hide=hide, **options)
     if info.meta.get("public") is False:
         log.warning("layer %r is not public: do not publish this map", name)
@@ -324,9 +324,7 @@ def _layer_info(workspace: Workspace, name: str) -> Any:
 
 def _read(workspace: Workspace, name: str) -> gpd.GeoDataFrame:
     """A stored layer without its private fields (the survey's ``meta["private_fields"]``)."""
-    private = _layer_info(workspace, name).meta.get("private_fields", ())
-    gdf = workspace.read_layer(name)
-    return gdf.drop(columns=[c for c in private if c in gdf.columns])
+    return _layer_info(workspace, name).public_part(workspace.read_layer(name))
 
 
 def _prepare(gdf: gpd.GeoDataFrame, spec: _Spec, *, max_features: int) -> tuple[gpd.GeoDataFrame, list[str], _Spec]:

@@ -9,12 +9,14 @@ encoded on fixed tiles with several option sets.
 import hashlib
 
 import geopandas as gpd
+import mapbox_vector_tile
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
 
-from civicmap.tiles.vector import encode_mvt
+from civicmap.errors import InputError
+from civicmap.tiles.vector import MVTSource, encode_mvt
 from civicmap.types import TileXYZ
 
 CENTRE_M = (4_098_900.0, -143_600.0)  # EPSG:3857, Nairobi
@@ -89,6 +91,35 @@ def test_bytes_unchanged(frames, tile, index, options, digest):
     data = encode_mvt({"l": frames[index], "other": frames["int"].iloc[::7]}, tile, **options)
     assert len(data) > 200
     assert hashlib.sha256(data).hexdigest() == digest
+
+
+@pytest.mark.parametrize(("tile", "index", "options", "digest"), CASES)
+def test_prepared_sources_give_the_same_bytes(frames, tile, index, options, digest):
+    """A tile server's MVTSource (properties factorised once, own STRtree) changes no byte."""
+    layers = {"l": MVTSource(frames[index], name="l"), "other": MVTSource(frames["int"].iloc[::7], name="other")}
+    assert hashlib.sha256(encode_mvt(layers, tile, **options)).hexdigest() == digest
+
+
+def test_prepared_source_from_lonlat_and_subset_columns(frames):
+    """A source reprojects once; encode_mvt(properties=...) picks among its columns, or says which are missing."""
+    tile = CASES[1][0]
+    lonlat = frames["int"].to_crs(4326)
+    direct = encode_mvt({"l": lonlat}, tile, properties={"l": ["height_m", "kind"]})
+    source = MVTSource(lonlat, name="l")
+    assert encode_mvt({"l": source}, tile, properties={"l": ["height_m", "kind"]}) == direct
+    assert len(source) == len(lonlat) and source.columns == ["height_m", "levels", "flag", "kind", "tags"]
+    with pytest.raises(InputError, match="cannot write"):
+        encode_mvt({"l": MVTSource(lonlat, name="l", properties=["kind"])}, tile, properties={"l": ["levels"]})
+
+
+def test_feature_ids_do_not_depend_on_the_tile(frames):
+    """An integer index with one negative label is hashed in every tile, not only where that label is."""
+    gdf = frames["int"].copy()
+    gdf.index = np.arange(len(gdf)) - 1  # label -1 on the first row only
+    tile = CASES[3][0]
+    assert encode_mvt({"l": gdf}, tile) == encode_mvt({"l": MVTSource(gdf, name="l")}, tile)
+    ids = {f["id"] for f in mapbox_vector_tile.decode(encode_mvt({"l": gdf}, tile))["l"]["features"]}
+    assert ids and not ids & set(range(len(gdf)))
 
 
 def test_repeated_calls_same_bytes(frames):

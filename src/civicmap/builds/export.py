@@ -23,19 +23,17 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import rasterio
 import rasterio.io
 from tqdm.auto import tqdm
 
-from civicmap.crs import to_crs
 from civicmap.errors import InputError, NotFoundError
 from civicmap.store import LayerInfo
 from civicmap.tiles.grid import tiles_for_bbox
 from civicmap.tiles.mbtiles import gzip_tile, write_mbtiles
 from civicmap.tiles.raster import TileStyle, render_tile
 from civicmap.tiles.styles import raster_style
-from civicmap.tiles.vector import encode_mvt, mvt_fields
+from civicmap.tiles.vector import MVTSource, encode_mvt
 from civicmap.types import BBox, TileXYZ
 
 if TYPE_CHECKING:
@@ -47,7 +45,6 @@ log = logging.getLogger(__name__)
 
 #: Most tile renders :func:`export_tiles` does without ``force=True`` (z12..z16 of a 20 km city ~ 30,000).
 MAX_EXPORT_TILES = 200_000
-_MERCATOR = "EPSG:3857"
 
 
 @dataclass(frozen=True)
@@ -99,13 +96,8 @@ def _count_guard(bbox: BBox, zooms: range, files: int, *, max_tiles: int, force:
     return count if count < limit else sum(1 for _ in tiles_for_bbox(bbox, zooms))
 
 
-def _vector_frame(workspace: Workspace, info: LayerInfo) -> gpd.GeoDataFrame:
-    frame = workspace.store.read_layer(info.name)
-    hidden = {str(c) for c in info.meta.get("private_fields") or []}
-    if frame.index.name in hidden:
-        frame = frame.reset_index(drop=True)
-    frame = frame[[c for c in frame.columns if c not in hidden or c == frame.geometry.name]]
-    return to_crs(frame, _MERCATOR, name=info.name)
+def _vector_source(workspace: Workspace, info: LayerInfo) -> MVTSource:
+    return MVTSource(info.public_part(workspace.store.read_layer(info.name)), name=info.name)
 
 
 def _metadata(workspace: Workspace, infos: list[LayerInfo], fmt: str, zooms: range) -> dict[str, str]:
@@ -126,10 +118,10 @@ def _metadata(workspace: Workspace, infos: list[LayerInfo], fmt: str, zooms: ran
 
 
 def _vector_tiles(
-    frames: dict[str, gpd.GeoDataFrame], tiles: Iterator[TileXYZ], bar: tqdm
+    sources: dict[str, MVTSource], tiles: Iterator[TileXYZ], bar: tqdm
 ) -> Iterator[tuple[TileXYZ, bytes]]:
     for tile in tiles:
-        data = encode_mvt(frames, tile)
+        data = encode_mvt(sources, tile)
         bar.update()
         if data:
             yield tile, gzip_tile(data)
@@ -192,17 +184,17 @@ def export_tiles(
 def _export_vectors(
     workspace: Workspace, infos: list[LayerInfo], folder: Path, zooms: range, bar: tqdm
 ) -> ExportedFile:
-    frames = {i.name: _vector_frame(workspace, i) for i in infos}
+    sources = {i.name: _vector_source(workspace, i) for i in infos}
     meta = _metadata(workspace, infos, "pbf", zooms)
     vector_layers = [
-        {"id": name, "fields": mvt_fields(frame), "minzoom": zooms.start, "maxzoom": zooms.stop - 1}
-        for name, frame in frames.items()
+        {"id": name, "fields": source.fields, "minzoom": zooms.start, "maxzoom": zooms.stop - 1}
+        for name, source in sources.items()
     ]
     meta["json"] = json.dumps({"vector_layers": vector_layers})
     path = folder / f"{_file_name(workspace.name)}_vector.mbtiles"
-    count = write_mbtiles(path, _vector_tiles(frames, tiles_for_bbox(workspace.bbox, zooms), bar), metadata=meta)
-    log.info("exported %d vector tiles of %s to %s", count, ", ".join(frames), path)
-    return ExportedFile(path, tuple(frames), "pbf", count)
+    count = write_mbtiles(path, _vector_tiles(sources, tiles_for_bbox(workspace.bbox, zooms), bar), metadata=meta)
+    log.info("exported %d vector tiles of %s to %s", count, ", ".join(sources), path)
+    return ExportedFile(path, tuple(sources), "pbf", count)
 
 
 def _export_raster(workspace: Workspace, info: LayerInfo, folder: Path, zooms: range, bar: tqdm) -> ExportedFile:

@@ -50,7 +50,7 @@ def _names(layers: str) -> list[str]:
 
 def _vector(catalog: LayerCatalog, names: list[str], tile: TileXYZ) -> Callable[[], bytes | None]:
     def render() -> bytes | None:
-        return encode_mvt({name: catalog.vector(name).frame_3857 for name in names}, tile)
+        return encode_mvt({name: catalog.vector(name).mvt for name in names}, tile)
 
     return render
 

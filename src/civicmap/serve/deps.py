@@ -39,7 +39,7 @@ from civicmap.tiles.cache import TileCache
 from civicmap.tiles.grid import ORIGIN_SHIFT_M
 from civicmap.tiles.raster import TileStyle
 from civicmap.tiles.styles import legend_for, raster_style
-from civicmap.tiles.vector import mvt_fields
+from civicmap.tiles.vector import MVTSource
 
 __all__ = [
     "GEOJSON_DECIMALS",
@@ -53,7 +53,6 @@ __all__ = [
     "get_state",
     "is_public",
     "legend_for",
-    "private_fields",
     "raster_profile",
     "run_bounded",
 ]
@@ -66,30 +65,29 @@ GEOJSON_DECIMALS = 6
 VECTOR_MAXZOOM = 22
 #: Zoom levels served below a raster's native resolution.
 RASTER_OVERZOOM = 3
-_MERCATOR = "EPSG:3857"
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class VectorLayer:
-    """One public vector layer in memory: EPSG:3857 frame (tiles) and EPSG:4326 geometries (GeoJSON)."""
+    """One public vector layer in memory: EPSG:3857 tile source and EPSG:4326 geometries (GeoJSON)."""
 
     info: LayerInfo
-    frame_3857: gpd.GeoDataFrame
-    """Public columns only, spatial index built; the index gives feature ids."""
+    mvt: MVTSource
+    """Public columns only, geometries in EPSG:3857 with their STRtree, properties factorised."""
+    ids: pd.Index
+    """Feature ids (the layer's index, or positions when the index is a private field)."""
     geoms_4326: np.ndarray
     """Lon/lat geometries (for bbox predicates)."""
     tree_4326: shapely.STRtree
     geojson_geoms: np.ndarray
     """Lon/lat geometries rounded to ``GEOJSON_DECIMALS``, polygon exteriors counter-clockwise."""
     properties: pd.DataFrame
-    fields: dict[str, str]
-    """Column -> "Number" / "String" / "Boolean" (TileJSON vector_layers)."""
 
     @property
-    def ids(self) -> pd.Index:
-        """Feature ids (the layer's index, or positions when the index is a private field)."""
-        return self.frame_3857.index
+    def fields(self) -> dict[str, str]:
+        """Column -> "Number" / "String" / "Boolean" (TileJSON vector_layers)."""
+        return self.mvt.fields
 
 
 class _DatasetPool:
@@ -164,11 +162,6 @@ def is_public(info: LayerInfo) -> bool:
     return info.kind in ("vector", "raster") and info.meta.get("public", True) is not False
 
 
-def private_fields(info: LayerInfo) -> list[str]:
-    """Columns of ``info`` that are never served."""
-    return [str(c) for c in info.meta.get("private_fields") or []]
-
-
 def _round_orient(geoms: np.ndarray) -> np.ndarray:
     rounded = shapely.transform(geoms, lambda c: np.round(c, GEOJSON_DECIMALS))
     return shapely.orient_polygons(rounded, exterior_cw=False)
@@ -176,23 +169,16 @@ def _round_orient(geoms: np.ndarray) -> np.ndarray:
 
 def load_vector(info: LayerInfo, frame: gpd.GeoDataFrame) -> VectorLayer:
     """Prepare a stored vector frame (any CRS) for serving; see :class:`VectorLayer`."""
-    hidden = set(private_fields(info))
-    if frame.index.name in hidden:
-        frame = frame.reset_index(drop=True)
-    keep = [c for c in frame.columns if c not in hidden or c == frame.geometry.name]
-    frame = frame[keep]
-    frame_3857 = to_crs(frame, _MERCATOR, name=info.name)
-    frame_3857.sindex  # noqa: B018 - built now, not on the first tile request
+    frame = info.public_part(frame)
     geoms_4326 = np.asarray(to_crs(frame[[frame.geometry.name]], WGS84, name=info.name).geometry.array)
-    properties = pd.DataFrame(frame.drop(columns=frame.geometry.name))
     return VectorLayer(
         info=info,
-        frame_3857=frame_3857,
+        mvt=MVTSource(frame, name=info.name),
+        ids=frame.index,
         geoms_4326=geoms_4326,
         tree_4326=shapely.STRtree(geoms_4326),
         geojson_geoms=_round_orient(geoms_4326),
-        properties=properties,
-        fields=mvt_fields(frame_3857),
+        properties=pd.DataFrame(frame.drop(columns=frame.geometry.name)),
     )
 
 

@@ -69,6 +69,20 @@ class LayerInfo:
     """Free-form extras (e.g. ``private_fields`` of a survey layer, ``raster_kind``)."""
 
     @property
+    def private_fields(self) -> list[str]:
+        """Columns of this layer that are never shown or served (``meta["private_fields"]``)."""
+        return [str(c) for c in self.meta.get("private_fields") or []]
+
+    def public_part(self, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        """``frame`` (this layer as read) without its private fields; a private index becomes positions."""
+        hidden = set(self.private_fields)
+        if not hidden:
+            return frame
+        if frame.index.name in hidden:
+            frame = frame.reset_index(drop=True)
+        return frame[[c for c in frame.columns if c not in hidden or c == frame.geometry.name]]
+
+    @property
     def tile_path(self) -> Path:
         """For rasters: the COG that map tiles are cut from.
 

@@ -22,7 +22,17 @@ import pandas as pd
 from civicmap.errors import InputError
 from civicmap.tiles._mvt_wire import ValueKey
 
-__all__ = ["TagTable", "feature_ids", "field_types", "property_columns", "tag_table", "value_key"]
+__all__ = [
+    "ColumnCodes",
+    "FactorizedColumns",
+    "TagTable",
+    "column_codes",
+    "feature_ids",
+    "field_types",
+    "property_columns",
+    "tag_table",
+    "value_key",
+]
 
 _JS_SAFE = (1 << 53) - 1
 _UINT64_MAX = (1 << 64) - 1
@@ -141,17 +151,59 @@ class TagTable:
         self.values = values
 
 
-def tag_table(gdf: gpd.GeoDataFrame, columns: Sequence[str], rows: np.ndarray) -> TagTable:
-    """Build the tags of the features at positions ``rows`` of ``gdf`` (in that order)."""
-    n = len(rows)
+#: One property column of a tile's features: its name, a code per feature (-1: missing) and
+#: the typed value of each code, codes numbered in order of first appearance.
+ColumnCodes = tuple[str, np.ndarray, list["ValueKey | None"]]
+
+
+def column_codes(gdf: gpd.GeoDataFrame, column: str, rows: np.ndarray) -> ColumnCodes:
+    """Factorise ``column`` at positions ``rows`` of ``gdf`` (codes in order of first appearance)."""
+    codes, uniques = _factorize(_column_values(gdf, column, rows))
+    return column, codes, _unique_keys(uniques)
+
+
+class FactorizedColumns:
+    """Property columns of a whole frame factorised once, so that a tile only gathers codes.
+
+    ``codes_at(rows)`` gives the same codes and values as :func:`column_codes` on those rows
+    (first-appearance order), so tiles are byte-identical to the ones made from the frame.
+    """
+
+    def __init__(self, gdf: gpd.GeoDataFrame, columns: Sequence[str]) -> None:
+        every = np.arange(len(gdf))
+        self.columns = list(columns)
+        self._coded = {c: column_codes(gdf, c, every)[1:] for c in self.columns}
+
+    def codes_at(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> list[ColumnCodes]:
+        """The tile's codes of ``columns`` (default: all) for the features at positions ``rows``."""
+        wanted = self.columns if columns is None else columns
+        return [(name, *_renumber(*self._coded[name], rows)) for name in wanted]
+
+
+def _renumber(codes: np.ndarray, keys: list[ValueKey | None], rows: np.ndarray) -> tuple[np.ndarray, list]:
+    """Frame-wide codes at ``rows`` renumbered 0.. by first appearance, with their values."""
+    picked = codes[rows]
+    present = picked >= 0
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if not present.any():
+        return out, []
+    uniques, first, inverse = np.unique(picked[present], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    out[present] = rank[inverse.reshape(-1)]
+    return out, [keys[u] for u in uniques[order].tolist()]
+
+
+def tag_table(columns: Sequence[ColumnCodes], n: int) -> TagTable:
+    """Build the tags of ``n`` features from their coded property columns (see :data:`ColumnCodes`)."""
     table: dict[ValueKey, int] = {}
     keys: list[str] = []
     value_idx = np.full((n, len(columns)), -1, dtype=np.int64)
     key_idx = np.zeros(len(columns), dtype=np.int64)
-    for j, column in enumerate(columns):
-        codes, uniques = _factorize(_column_values(gdf, column, rows))
+    for j, (column, codes, code_keys) in enumerate(columns):
         lookup = np.array(
-            [-1 if k is None else table.setdefault(k, len(table)) for k in _unique_keys(uniques)] + [-1],
+            [-1 if k is None else table.setdefault(k, len(table)) for k in code_keys] + [-1],
             dtype=np.int64,
         )
         column_idx = lookup[codes]  # code -1 (missing) picks the trailing -1
@@ -166,19 +218,21 @@ def tag_table(gdf: gpd.GeoDataFrame, columns: Sequence[str], rows: np.ndarray) -
     return TagTable(pairs.reshape(-1).astype(np.uint64), offsets, keys, used)
 
 
-def feature_ids(index: pd.Index) -> np.ndarray:
-    """MVT feature ids for frame index labels (uint64).
+def feature_ids(index: pd.Index, rows: np.ndarray | None = None) -> np.ndarray:
+    """MVT feature ids (uint64) of the labels of ``index`` at positions ``rows`` (default: all).
 
     A non-negative integer index is used as is. Any other index (strings, negative numbers,
     tuples) is hashed with :func:`pandas.util.hash_pandas_object` (SipHash with pandas' fixed
     key, so stable across runs, processes and tiles) and cut to 53 bits, which JavaScript
-    numbers hold exactly; distinct labels collide with probability ~n²/2⁵⁴.
+    numbers hold exactly; distinct labels collide with probability ~n²/2⁵⁴. The choice between
+    the two is made on the whole index, so that a feature has one id in every tile.
     """
-    if len(index) == 0:
+    picked = index if rows is None else index[rows]
+    if len(picked) == 0:
         return np.zeros(0, dtype=np.uint64)
     if pd.api.types.is_integer_dtype(index.dtype) and index.min() >= 0:
-        return index.to_numpy().astype(np.uint64)
-    hashed = pd.util.hash_pandas_object(index, categorize=False).to_numpy()
+        return picked.to_numpy().astype(np.uint64)
+    hashed = pd.util.hash_pandas_object(picked, categorize=False).to_numpy()
     return hashed & np.uint64(_JS_SAFE)
 
 

@@ -38,12 +38,20 @@ from civicmap.tiles._mvt_geometry import (
     prepare_geometries,
     reduce,
 )
-from civicmap.tiles._mvt_properties import feature_ids, field_types, property_columns, tag_table
+from civicmap.tiles._mvt_properties import (
+    ColumnCodes,
+    FactorizedColumns,
+    column_codes,
+    feature_ids,
+    field_types,
+    property_columns,
+    tag_table,
+)
 from civicmap.tiles._mvt_wire import FeatureArrays, encode_layer, feature_bytes, varint_sizes
 from civicmap.tiles.grid import MAX_LATITUDE, MAX_ZOOM, ORIGIN_SHIFT_M, validate_tile
 from civicmap.types import TileXYZ
 
-__all__ = ["DEFAULT_MAX_BYTES", "MIN_SIZE_PX", "MVT_MEDIA_TYPE", "encode_mvt", "mvt_fields"]
+__all__ = ["DEFAULT_MAX_BYTES", "MIN_SIZE_PX", "MVT_MEDIA_TYPE", "MVTSource", "encode_mvt", "mvt_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +69,140 @@ _HARDER = (1.0, 4.0, 16.0)
 WEB_MERCATOR = CRS.from_epsg(3857)
 
 
+def _native_box(crs: CRS, frame: TileFrame) -> tuple[float, float, float, float] | None:
+    """The buffered tile's bounds in ``crs``, or None when they cannot be computed (query all)."""
+    w, s, e, n = (min(max(v, -ORIGIN_SHIFT_M), ORIGIN_SHIFT_M) for v in frame.clip_box)
+    transformer = Transformer.from_crs(WEB_MERCATOR, crs, always_xy=True)
+    try:
+        box = transformer.transform_bounds(w, s, e, n, densify_pts=21)
+    except Exception:  # pyproj raises ProjError for boxes outside the target's domain
+        return None
+    return box if np.isfinite(box).all() else None
+
+
+def _to_mercator(geoms: np.ndarray, crs: CRS, name: str) -> np.ndarray:
+    """Geometries in ``crs`` to EPSG:3857, cut at ±85.05° first when ``crs`` is geographic."""
+    if crs.is_geographic:  # beyond ±85.05° Web Mercator has no finite y
+        b = shapely.bounds(geoms)
+        polar = (b[:, 1] < -MAX_LATITUDE) | (b[:, 3] > MAX_LATITUDE)
+        if polar.any():
+            geoms = geoms.copy()
+            geoms[polar] = shapely.clip_by_rect(geoms[polar], -180.0, -MAX_LATITUDE, 180.0, MAX_LATITUDE)
+    sub = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=crs))
+    return np.asarray(to_crs(sub, WEB_MERCATOR, name=name).geometry.array)
+
+
+def _frame_crs(gdf: object, name: object) -> CRS:
+    if not isinstance(name, str) or not name:
+        raise InputError(f"layer name {name!r} is not a non-empty string; MVT layers are named by strings")
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise InputError(f"layer {name!r} is a {type(gdf).__name__}, not a GeoDataFrame or MVTSource")
+    crs = gdf.geometry.array.crs
+    return crs if crs is not None else require_crs(gdf, name=name)  # raises CRSError
+
+
+class _FrameLayer:
+    """A GeoDataFrame encoded as it is: features picked with its spatial index, properties coded per tile."""
+
+    def __init__(self, gdf: gpd.GeoDataFrame, name: str, properties: Mapping[str, Sequence[str]] | None) -> None:
+        self.crs = _frame_crs(gdf, name)
+        self.gdf, self.name = gdf, name
+        self.columns = property_columns(gdf, name, properties)
+
+    def pick(self, frame: TileFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of features whose envelope meets the buffered tile, and their EPSG:3857 geometries."""
+        array = self.gdf.geometry.array  # one geometry lookup per tile: each costs ~10 µs in geopandas
+        if self.crs.equals(WEB_MERCATOR):
+            rows = np.sort(array.sindex.query(shapely.box(*frame.clip_box)))
+            return rows, np.asarray(array[rows])
+        box = _native_box(self.crs, frame)
+        rows = np.sort(array.sindex.query(shapely.box(*box))) if box is not None else np.arange(len(self.gdf))
+        return rows, _to_mercator(np.asarray(array[rows]), self.crs, self.name)
+
+    def codes(self, rows: np.ndarray) -> list[ColumnCodes]:
+        return [column_codes(self.gdf, c, rows) for c in self.columns]
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        return feature_ids(self.gdf.index, rows)
+
+
+class MVTSource:
+    """A layer prepared once for many tiles (a tile server's or a pyramid writer's view of a frame).
+
+    Holds the frame's geometries in EPSG:3857 with an STRtree, its feature ids, and its
+    property columns factorised once, so that a tile only queries, gathers and encodes: the
+    tiles are byte-identical to :func:`encode_mvt` on the frame, at a fraction of the fixed cost
+    per tile (the price: one pass over the frame here, and its codes in memory, 8 bytes per
+    feature and column). ``gdf`` may be in any CRS (reprojected once through
+    :func:`civicmap.crs.to_crs`); ``properties`` are the columns written (default: all).
+    """
+
+    def __init__(self, gdf: gpd.GeoDataFrame, *, name: str = "layer", properties: Sequence[str] | None = None) -> None:
+        crs = _frame_crs(gdf, name)
+        self.name = name
+        self.columns = property_columns(gdf, name, None if properties is None else {name: properties})
+        geoms = np.asarray(gdf.geometry.array)
+        self.geoms = geoms if crs.equals(WEB_MERCATOR) else _to_mercator(geoms, crs, name)
+        self.tree = shapely.STRtree(self.geoms)
+        self.feature_ids = feature_ids(gdf.index)
+        self.fields = field_types(gdf, self.columns)
+        self._coded = FactorizedColumns(gdf, self.columns)
+
+    def __len__(self) -> int:
+        return len(self.geoms)
+
+    def pick(self, frame: TileFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of features whose envelope meets the buffered tile, and their EPSG:3857 geometries."""
+        rows = np.sort(self.tree.query(shapely.box(*frame.clip_box)))
+        return rows, self.geoms[rows]
+
+    def codes(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> list[ColumnCodes]:
+        """Property codes of the features at positions ``rows`` (see ``_mvt_properties.ColumnCodes``)."""
+        return self._coded.codes_at(rows, columns)
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """MVT feature ids (uint64) of the features at positions ``rows``."""
+        return self.feature_ids[rows]
+
+
+class _Subset:
+    """An :class:`MVTSource` with fewer property columns (``encode_mvt(properties=...)``)."""
+
+    def __init__(self, source: MVTSource, columns: list[str]) -> None:
+        self.source, self.columns = source, columns
+
+    def pick(self, frame: TileFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.source.pick(frame)
+
+    def codes(self, rows: np.ndarray) -> list[ColumnCodes]:
+        return self.source.codes(rows, self.columns)
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        return self.source.ids(rows)
+
+
+_Layer = _FrameLayer | MVTSource | _Subset
+
+
+def _layer(name: str, data: gpd.GeoDataFrame | MVTSource, properties: Mapping[str, Sequence[str]] | None) -> _Layer:
+    if not isinstance(data, MVTSource):
+        return _FrameLayer(data, name, properties)
+    if properties is None or name not in properties:
+        return data
+    wanted = properties[name]
+    missing = [c for c in wanted if c not in data.columns] if not isinstance(wanted, str) else [wanted]
+    if missing:
+        raise InputError(f"layer {name!r} was prepared with columns {data.columns!r}; cannot write {missing!r}")
+    return _Subset(data, [str(c) for c in wanted])
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """One layer's features in the buffered tile, clipped, in EPSG:3857, before reduction."""
 
     name: str
-    gdf: gpd.GeoDataFrame
-    columns: list[str]
-    rows: np.ndarray  # positions into gdf
+    layer: _Layer
+    rows: np.ndarray  # positions into the layer
     geoms: np.ndarray
     family: np.ndarray
     sizes: np.ndarray
@@ -82,50 +216,15 @@ class _Encoded:
     feature_bytes: np.ndarray
 
 
-def _native_box(crs: CRS, frame: TileFrame) -> tuple[float, float, float, float] | None:
-    """The buffered tile's bounds in ``crs``, or None when they cannot be computed (query all)."""
-    w, s, e, n = (min(max(v, -ORIGIN_SHIFT_M), ORIGIN_SHIFT_M) for v in frame.clip_box)
-    transformer = Transformer.from_crs(WEB_MERCATOR, crs, always_xy=True)
-    try:
-        box = transformer.transform_bounds(w, s, e, n, densify_pts=21)
-    except Exception:  # pyproj raises ProjError for boxes outside the target's domain
-        return None
-    return box if np.isfinite(box).all() else None
-
-
-def _select(gdf: gpd.GeoDataFrame, name: str, frame: TileFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of features whose envelope meets the buffered tile, and their EPSG:3857 geometries."""
-    array = gdf.geometry.array  # one geometry lookup per tile: each costs ~10 µs in geopandas
-    crs = array.crs if array.crs is not None else require_crs(gdf, name=name)  # raises CRSError
-    if crs.equals(WEB_MERCATOR):
-        rows = np.sort(array.sindex.query(shapely.box(*frame.clip_box)))
-        return rows, np.asarray(array[rows])
-    box = _native_box(crs, frame)
-    rows = np.sort(array.sindex.query(shapely.box(*box))) if box is not None else np.arange(len(gdf))
-    geoms = np.asarray(array[rows])
-    if crs.is_geographic:  # beyond ±85.05° Web Mercator has no finite y
-        b = shapely.bounds(geoms)
-        polar = (b[:, 1] < -MAX_LATITUDE) | (b[:, 3] > MAX_LATITUDE)
-        geoms[polar] = shapely.clip_by_rect(geoms[polar], -180.0, -MAX_LATITUDE, 180.0, MAX_LATITUDE)
-    sub = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=crs))
-    return rows, np.asarray(to_crs(sub, WEB_MERCATOR, name=name).geometry.array)
-
-
-def _prepare(
-    name: str, gdf: gpd.GeoDataFrame, frame: TileFrame, properties: Mapping[str, Sequence[str]] | None
-) -> _Prepared:
-    if not isinstance(name, str) or not name:
-        raise InputError(f"layer name {name!r} is not a non-empty string; MVT layers are named by strings")
-    if not isinstance(gdf, gpd.GeoDataFrame):
-        raise InputError(f"layer {name!r} is a {type(gdf).__name__}, not a GeoDataFrame")
-    columns = property_columns(gdf, name, properties)
-    rows, geoms = _select(gdf, name, frame)
+def _prepare(name: str, layer: _Layer, frame: TileFrame) -> _Prepared:
+    rows, geoms = layer.pick(frame)
     pos, geoms, family = prepare_geometries(geoms, frame)
     sizes = np.zeros(len(geoms))
     for fam in (2, 3):
         sel = family == fam
-        sizes[sel] = feature_sizes(geoms[sel], fam, frame)
-    return _Prepared(name, gdf, columns, rows[pos], geoms, family, sizes)
+        if sel.any():
+            sizes[sel] = feature_sizes(geoms[sel], fam, frame)
+    return _Prepared(name, layer, rows[pos], geoms, family, sizes)
 
 
 def _encode_layer(prep: _Prepared, frame: TileFrame, *, tolerance_px: float, keep: np.ndarray | None) -> _Encoded:
@@ -147,10 +246,8 @@ def _encode_layer(prep: _Prepared, frame: TileFrame, *, tolerance_px: float, kee
     offsets = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(enc.offsets) for enc, _ in chunks]))])
     types = np.concatenate([np.full(len(enc.features), fam, dtype=np.uint64) for enc, fam in chunks])
     rows = prep.rows[prepared_idx]
-    tags = tag_table(prep.gdf, prep.columns, rows)
-    arrays = FeatureArrays(
-        feature_ids(prep.gdf.index[rows]), types, values, offsets.astype(np.int64), tags.tags, tags.offsets
-    )
+    tags = tag_table(prep.layer.codes(rows), len(rows))
+    arrays = FeatureArrays(prep.layer.ids(rows), types, values, offsets.astype(np.int64), tags.tags, tags.offsets)
     measured = feature_bytes(arrays)
     data = encode_layer(prep.name, arrays, tags.keys, tags.values, extent=frame.extent, sizes=measured)
     sizes = measured[0]
@@ -216,7 +313,7 @@ def _fit(preps: list[_Prepared], frame: TileFrame, tolerance_px: float, max_byte
 
 
 def encode_mvt(
-    layers: Mapping[str, gpd.GeoDataFrame],
+    layers: Mapping[str, gpd.GeoDataFrame | MVTSource],
     tile: TileXYZ,
     *,
     extent: int = 4096,
@@ -229,7 +326,8 @@ def encode_mvt(
 
     ``layers`` maps layer names to GeoDataFrames in any CRS (reprojected to EPSG:3857 through
     :func:`civicmap.crs.to_crs` after the spatial-index pick; pass frames already in EPSG:3857
-    to skip that). ``properties`` maps a layer name to the columns written as feature
+    to skip that), or :class:`MVTSource` objects (the same tiles, cheaper when one layer gives
+    many tiles). ``properties`` maps a layer name to the columns written as feature
     properties; layers it does not name keep all their columns. ``extent`` is the tile's size
     in integer units, ``buffer`` the margin (same units) kept around it.
 
@@ -250,7 +348,7 @@ def encode_mvt(
     _check_options(extent, buffer, max_bytes)
     tolerance_px = _tolerance(simplify)
     frame = TileFrame.for_tile(tile, extent=extent, buffer=buffer)
-    preps = [_prepare(name, gdf, frame, properties) for name, gdf in layers.items()]
+    preps = [_prepare(name, _layer(name, data, properties), frame) for name, data in layers.items()]
     preps = [p for p in preps if len(p.geoms)]
     if not preps:
         return b""
