@@ -57,6 +57,8 @@ def test_demo_city_notebook_runs_offline(tmp_path):
     assert all(c.execution_count for c in code)
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     maps = [o for c in code for o in c.outputs if "folium" in str(o.get("data", {}).get("text/html", ""))]
-    assert len(maps) == 4  # risk, unserved buildings, settlements, transit
+    assert len(maps) == 5  # risk, risk offline, unserved buildings, settlements, transit
+    offline_maps = [m for m in maps if "data:text/javascript;base64" in m["data"]["text/html"]]
+    assert len(offline_maps) == 1 and "cdn.jsdelivr.net" not in offline_maps[0]["data"]["text/html"]
     assert (project / ".civicmap" / "demo.gpkg").is_file()
     assert seconds < TIME_LIMIT_S

@@ -2,7 +2,9 @@
 
 import json
 import logging
+import os
 import re
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -11,7 +13,7 @@ import shapely
 import xyzservices.providers as xyz
 from pyproj import Transformer
 
-from civicmap.errors import CRSError, InputError
+from civicmap.errors import ConfigError, CRSError, InputError
 from civicmap.impact import PRESETS
 from civicmap.viz import (
     INFORMALITY_COLOURS,
@@ -24,6 +26,7 @@ from civicmap.viz import (
     settlement_map,
     transit_map,
 )
+from civicmap.viz import offline as make_offline
 
 XSS = "<img src=x onerror=alert(1)>"
 ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
@@ -110,7 +113,10 @@ def test_settlement_map_shows_public_cells_by_class_or_index(ws, offline):
     by_index = render(settlement_map(ws, "informality_index"))
     assert "civicmap-legend-item" not in by_index and "informality index" in by_index  # colour bar caption
     map_name = re.search(r"var (map_[0-9a-f]+) = L\.map", by_index).group(1)
-    assert re.search(r"\.legend\.addTo\((map_[0-9a-f]+)\)", by_index).group(1) == map_name  # bar on the map
+    bar = re.search(
+        r"var (civicmap_control_[0-9a-f]+) = L\.control[^;]*;\s*\1\.onAdd[^}]*civicmap-colour-bar", by_index
+    )
+    assert bar and re.search(rf"{bar.group(1)}\.addTo\((map_[0-9a-f]+)\)", by_index).group(1) == map_name  # on the map
     assert len(geojson_layers(by_index)[0]["features"]) == 231
 
 
@@ -211,7 +217,7 @@ def test_explore_numeric_column_gets_a_ramp_and_grey_for_missing(offline):
     colours = [f["properties"]["style"]["color"] for f in layer["features"]]
     assert colours == [NUMERIC_RAMP[0], NUMERIC_RAMP[-1], MISSING_COLOUR]
     assert popup_values(layer) == ["0.0", "10.0", ""]
-    assert "d3.min.js" in page  # the branca colour bar
+    assert "civicmap-colour-bar" in page and "d3.min.js" not in page  # our own colour bar: no d3 from a CDN
 
 
 def test_explore_skips_null_and_empty_geometries(offline):
@@ -268,3 +274,30 @@ def test_explore_needs_a_crs_and_a_geodataframe():
         explore(squares(2).set_crs(None, allow_override=True))
     with pytest.raises(InputError, match="GeoDataFrame"):
         explore(squares(2).drop(columns="geometry"))
+
+
+LEAFLET = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "leaflet" / "dist" / "leaflet.js"
+REMOTE = re.compile(r"""(?:src|href)=["']?(?:https?:)?//""")
+
+
+def test_offline_map_inlines_leaflet_and_loads_nothing_remote(ws, offline):
+    if not LEAFLET.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("web/node_modules/leaflet is missing on CI: scripts/setup runs npm ci")
+        pytest.skip("run scripts/setup (npm ci in web/) for Leaflet")
+    online = render(transit_map(ws, tiles=None))
+    assert REMOTE.search(online)  # folium's CDN links, as made
+    page = render(make_offline(transit_map(ws, tiles=None)))
+    assert not REMOTE.search(page), REMOTE.search(page)
+    assert page.count('src="data:text/javascript;base64,') == 1 and page.count('href="data:text/css;base64,') == 1
+    assert len(geojson_layers(page)) == len(geojson_layers(online)) > 0
+
+
+def test_offline_map_refuses_remote_tiles_and_missing_leaflet(ws, tmp_path):
+    with pytest.raises(InputError, match=r"tile\.openstreetmap\.org.*tiles=None"):
+        make_offline(transit_map(ws))
+    local = explore(
+        ws.read_layer("amenities"), tiles="http://127.0.0.1:8000/tiles/dem/{z}/{x}/{y}.png", attribution="x"
+    )
+    with pytest.raises(ConfigError, match="npm ci"):
+        make_offline(local, web_dir=tmp_path)  # a local tile server is fine; Leaflet is not in tmp_path

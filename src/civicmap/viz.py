@@ -13,8 +13,9 @@ Every function returns a :class:`folium.Map` (it displays itself in Jupyter thro
   (longitude, latitude; coordinates rounded to 6 decimals, about 0.1 m) over Web Mercator tiles.
 * **Offline**: building a map needs no network. Basemap tiles are fetched later by the
   browser that shows the map; ``tiles=None`` draws no basemap and requests no tile at all.
-  The Leaflet JavaScript and CSS (and d3, for a numeric colour bar) are referenced from the
-  CDNs folium uses, so a browser that never had them cached still needs the internet once.
+  Folium references Leaflet's JavaScript and CSS on CDNs; :func:`offline` inlines them (from
+  the npm package that ``scripts/setup`` installs), so that the map, in a notebook or saved as
+  HTML, loads nothing from the network: for field laptops without internet.
 * **Size**: inline GeoJSON beyond some tens of thousands of features freezes notebooks
   (python-visualization/folium#787). Above ``max_features`` features (or 50 coordinates per
   allowed feature) shapes are simplified to about 1/1000 of the layer's extent; if still too
@@ -28,13 +29,17 @@ Every function returns a :class:`folium.Map` (it displays itself in Jupyter thro
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit
 
 import folium
 import geopandas as gpd
@@ -42,11 +47,10 @@ import numpy as np
 import pandas as pd
 import shapely
 import xyzservices
-from branca.colormap import LinearColormap
 from branca.element import MacroElement, Template
 
 from civicmap.crs import require_crs, to_wgs84
-from civicmap.errors import InputError, NotFoundError
+from civicmap.errors import ConfigError, InputError, NotFoundError
 from civicmap.impact import PRESETS
 
 if TYPE_CHECKING:
@@ -62,6 +66,7 @@ __all__ = [
     "Legend",
     "explore",
     "explore_layer",
+    "offline",
     "risk_map",
     "settlement_map",
     "transit_map",
@@ -437,7 +442,8 @@ def _draw(
     return sections
 
 
-def _numeric_colours(values: pd.Series, spec: _Spec) -> tuple[np.ndarray, LinearColormap]:
+def _numeric_colours(values: pd.Series, spec: _Spec) -> tuple[np.ndarray, _Control]:
+    """Colours on a linear ramp between the column's finite minimum and maximum, and its colour bar."""
     if isinstance(spec.colours, Mapping | str) or (spec.colours is not None and len(spec.colours) < 2):
         raise InputError(f"colours for numeric column {spec.column!r}: give a list of two or more '#rrggbb'")
     ramp = [_colour(c) for c in spec.colours] if spec.colours is not None else list(NUMERIC_RAMP)
@@ -445,10 +451,26 @@ def _numeric_colours(values: pd.Series, spec: _Spec) -> tuple[np.ndarray, Linear
     finite = x[np.isfinite(x)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     high = high if high > low else low + 1.0
-    cmap = LinearColormap(ramp, vmin=low, vmax=high, caption=str(spec.title or spec.column))
-    table = np.array([cmap.rgb_hex_str(low + (high - low) * i / 255) for i in range(256)], dtype=object)
+    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in ramp], dtype=float)
+    t = np.linspace(0, len(ramp) - 1, 256)  # a 256-step table, as a colour bar shows it
+    seg = np.minimum(t.astype(int), len(ramp) - 2)
+    rgb = np.rint(stops[seg] + (stops[seg + 1] - stops[seg]) * (t - seg)[:, None]).astype(int)
+    table = np.array([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb.tolist()], dtype=object)
     index = np.rint(np.clip(np.nan_to_num((x - low) / (high - low)), 0, 1) * 255).astype(int)
-    return np.where(np.isfinite(x), table[index], MISSING_COLOUR), cmap
+    bar = _colour_bar(str(spec.title or spec.column), ramp, low, high)
+    return np.where(np.isfinite(x), table[index], MISSING_COLOUR), bar
+
+
+def _colour_bar(title: str, ramp: Sequence[str], low: float, high: float) -> _Control:
+    """A horizontal gradient with the values at its ends (plain HTML and CSS: no d3, no CDN)."""
+    gradient = f"linear-gradient(to right, {', '.join(ramp)})"
+    html_text = (
+        f"<div style='font-weight:bold'>{html.escape(title)}</div>"
+        f"<div style='width:180px;height:10px;background:{gradient}'></div>"
+        "<div style='display:flex;justify-content:space-between'>"
+        f"<span>{low:.4g}</span><span>{high:.4g}</span></div>"
+    )
+    return _Control(html_text, css_class="civicmap-colour-bar", position="bottomright")
 
 
 def _category_colours(values: pd.Series, colours: Colours) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -508,3 +530,69 @@ def _interval(lower: float, upper: float, unit: str) -> str:
     if not np.isfinite(upper):
         return f"> {lower:g} {unit}"
     return f"{lower:g}–{upper:g} {unit}"
+
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _data_url(path: Path, media_type: str) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _leaflet_dist(web_dir: str | Path | None) -> Path:
+    folder = web_dir or os.environ.get("CIVICMAP_WEB_DIR") or Path(__file__).resolve().parents[2] / "web"
+    dist = Path(folder) / "node_modules" / "leaflet" / "dist"
+    if not (dist / "leaflet.js").is_file() or not (dist / "leaflet.css").is_file():
+        raise ConfigError(
+            f"Leaflet is not installed in {dist}: run scripts/setup (npm ci in web/), or point web_dir / "
+            "CIVICMAP_WEB_DIR at a folder whose node_modules holds the npm package leaflet"
+        )
+    return dist
+
+
+def _remote(url: object) -> bool:
+    parts = urlsplit(str(url))
+    return parts.scheme in ("http", "https", "") and bool(parts.netloc) and parts.hostname not in _LOCAL_HOSTS
+
+
+def _check_offline(m: folium.Map) -> None:
+    """InputError naming every part of ``m`` that would still load something from another host."""
+    problems, todo = [], list(m._children.values())
+    while todo:
+        element = todo.pop()
+        todo.extend(element._children.values())
+        if isinstance(element, folium.TileLayer) and _remote(element.tiles):
+            problems.append(f"basemap tiles from {urlsplit(str(element.tiles)).hostname}")
+        for _, url in [*getattr(element, "default_js", ()), *getattr(element, "default_css", ())]:
+            if _remote(url):
+                problems.append(f"{type(element).__name__} loads {url}")
+    if problems:
+        raise InputError(
+            f"this map cannot work offline: {'; '.join(sorted(set(problems)))}. Make it with tiles=None "
+            "(or a tile URL on localhost, e.g. civicmap serve's) and without folium plugins"
+        )
+
+
+def offline(m: folium.Map, *, web_dir: str | Path | None = None) -> folium.Map:
+    """Make ``m`` self-contained: shown in a notebook or saved as HTML, it loads nothing from the network.
+
+    Leaflet's script and style sheet (with its control icons) are inlined as ``data:`` URLs from
+    the npm package ``leaflet`` in ``web_dir/node_modules`` (default: ``CIVICMAP_WEB_DIR``, else
+    the source checkout's ``web/``, installed by ``scripts/setup``). Folium's other CDN files
+    (jQuery, Bootstrap, Font Awesome, awesome-markers) are left out: civicmap's maps do not use
+    them. ``m`` is changed in place and returned, e.g. ``offline(risk_map(ws, tiles=None))``.
+    Raises :class:`~civicmap.errors.InputError` when the map would still load something from
+    another host (basemap tiles, a plugin's script), :class:`~civicmap.errors.ConfigError` when
+    Leaflet is not installed.
+    """
+    _check_offline(m)
+    dist = _leaflet_dist(web_dir)
+
+    def image(match: re.Match[str]) -> str:
+        return f"url({_data_url(dist / 'images' / match.group(1), 'image/png')})"
+
+    css = re.sub(r"url\(images/([\w.-]+\.png)\)", image, (dist / "leaflet.css").read_text(encoding="utf-8"))
+    css_url = f"data:text/css;base64,{base64.b64encode(css.encode('utf-8')).decode('ascii')}"
+    m.default_js = [("leaflet", _data_url(dist / "leaflet.js", "text/javascript"))]
+    m.default_css = [("leaflet_css", css_url)]
+    return m

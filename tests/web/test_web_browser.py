@@ -258,3 +258,36 @@ def test_form_without_intake_api_says_so(served, tmp_path):
     result = probe(f"{served['base']}/form/?form=no_such_form", tmp_path / "none.png", "#message")
     assert result["ready"] == "no-form"
     assert 'no survey form "no_such_form"' in result["texts"]["#message"]
+
+
+def test_offline_notebook_map_draws_without_any_network(demo_build, chromium, tmp_path):
+    """viz.offline(risk_map(...)) saved as HTML: Leaflet inlined, every layer drawn, nothing fetched offsite."""
+    import http.server
+    from functools import partial
+
+    from civicmap.viz import offline, risk_map
+
+    page = tmp_path / "risk.html"
+    offline(risk_map(demo_build[0], tiles=None)).save(str(page))
+    ready = "<script>addEventListener('load', () => { document.body.dataset.ready = "
+    ready += (
+        "document.querySelectorAll('.leaflet-overlay-pane canvas, .leaflet-interactive').length || 'none'; });</script>"
+    )
+    page.write_text(page.read_text(encoding="utf-8").replace("</html>", ready + "</html>"), encoding="utf-8")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{httpd.server_address[1]}/risk.html"
+            result = probe(url, tmp_path / "offline.png", ".leaflet-control-layers", ".civicmap-legend")
+        finally:
+            httpd.shutdown()
+    assert result["offsite"] == [] and result["pageErrors"] == [], result
+    assert result["ready"] not in (None, "none"), result  # Leaflet ran and drew the layers
+    assert "hazard zones" in result["texts"][".leaflet-control-layers"]
+    assert (
+        "very_high" in result["texts"][".civicmap-legend"] and "high (> 1.5 m)" in result["texts"][".civicmap-legend"]
+    )
+    assert (tmp_path / "offline.png").stat().st_size > 50_000  # drawn shapes; a blank page is a few kB
+    shutil.copy(tmp_path / "offline.png", Path(os.environ.get("CIVICMAP_SCREENSHOT_DIR", tmp_path)) / "offline_map.png")
