@@ -7,7 +7,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import geopandas as gpd
 import numpy as np
@@ -25,6 +25,7 @@ __all__ = [
     "LayerInfo",
     "LayerKind",
     "Store",
+    "StoreBase",
     "check_layer_name",
     "frame_bounds",
     "raster_entry",
@@ -160,6 +161,19 @@ class Store(Protocol):
 
 
 # -- shared by the backends ------------------------------------------------------------
+class StoreBase:
+    """What every backend shares: use as a context manager; ``close`` releases what it holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing is held open between calls here; backends that hold something override this."""
+
+
 def check_layer_name(name: str, *, what: str = "layer name") -> None:
     """Refuse names that are not safe as table/file names in every backend.
 

@@ -25,6 +25,7 @@ from civicmap.store.base import (
     CATALOG_TABLE,
     LayerInfo,
     LayerKind,
+    StoreBase,
     raster_entry,
     restore_index,
     storable_frame,
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS {_CATALOG} (
 )"""
 
 
-class GeoPackageStore:
+class GeoPackageStore(StoreBase):
     """A workspace store in one GeoPackage file (created on first write).
 
     Layers keep the CRS they are written in; the workspace writes its metric CRS.
@@ -60,15 +61,6 @@ class GeoPackageStore:
 
     def __repr__(self) -> str:
         return f"GeoPackageStore({str(self.path)!r})"
-
-    def __enter__(self) -> GeoPackageStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing is held open between calls; kept for the Store interface."""
 
     # -- writing ----------------------------------------------------------------------
     def write_layer(

@@ -47,6 +47,7 @@ from civicmap.errors import InputError, NotFoundError, StoreError
 from civicmap.store.base import (
     CATALOG_TABLE,
     LayerInfo,
+    StoreBase,
     check_layer_name,
     raster_entry,
     restore_index,
@@ -72,7 +73,7 @@ _CATALOG_COLUMNS = """
 _NULL = "\\N"
 
 
-class PostGISStore:
+class PostGISStore(StoreBase):
     """A workspace store in a PostgreSQL database with PostGIS (see the module docstring for URLs).
 
     Layers keep the CRS they are written in (EPSG codes become the column SRID; other CRSs
@@ -99,15 +100,6 @@ class PostGISStore:
 
     def __repr__(self) -> str:
         return f"PostGISStore({self.url!r})"
-
-    def __enter__(self) -> PostGISStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing is held open between calls; kept for the Store interface."""
 
     # -- writing ----------------------------------------------------------------------
     def write_layer(
