@@ -52,3 +52,38 @@ def test_north_up_detection():
     assert is_north_up(SRC)
     assert not is_north_up(Affine(10.0, 0.5, 0, 0, -10.0, 0))  # sheared
     assert not is_north_up(Affine(10.0, 0, 0, 0, 10.0, 0))  # south-up
+
+
+def test_bilinear_reproduces_a_linear_ramp_enlarged_and_shrunk():
+    cols = np.arange(200, dtype="float64")
+    values = np.broadcast_to(3.0 * cols + 7.0, (200, 200))[None].copy()  # value = 3 * column + 7
+    valid = np.ones((200, 200), bool)
+    for res in (4.0, 10.0, 19.1, 23.0):  # enlarging, same size, shrinking by about 2 and by 2.3
+        dst = Affine(res, 0, 1000.0 + 200.0, 0, -res, 5000.0 - 200.0)
+        out, alpha = resample_aligned(values, valid, src_transform=SRC, dst_transform=dst, dst_size=48,
+                                      resampling="bilinear")  # fmt: skip
+        centre_col = (200.0 + (np.arange(48) + 0.5) * res) / 10.0 - 0.5  # in source pixel centres
+        inner = (centre_col > res / 10 + 1) & (centre_col < 199 - res / 10 - 1)
+        # exact when enlarging; a sampled triangle when shrinking is centred to within 0.05 source pixels
+        tolerance = 1e-9 if res <= 10 else 3 * 0.05
+        want = np.broadcast_to(3 * centre_col + 7, (48, 48))
+        np.testing.assert_allclose(out[0][:, inner], want[:, inner], rtol=0, atol=tolerance)
+        assert (alpha[:, inner] == 255).all()
+
+
+def test_all_valid_and_masked_paths_agree_away_from_the_hole():
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0, 100, (2, 80, 80)).astype("float32")
+    full = np.ones((80, 80), bool)
+    holed = full.copy()
+    holed[70:, 70:] = False  # far from the rows and columns compared below
+    dst = Affine(17.0, 0, 1000.0, 0, -17.0, 5000.0)
+    for method in ("nearest", "bilinear"):
+        a, alpha_a = resample_aligned(
+            values, full, src_transform=SRC, dst_transform=dst, dst_size=40, resampling=method
+        )
+        b, alpha_b = resample_aligned(
+            values, holed, src_transform=SRC, dst_transform=dst, dst_size=40, resampling=method
+        )
+        np.testing.assert_allclose(a[:, :35, :35], b[:, :35, :35], rtol=1e-5)
+        assert (alpha_a[:35, :35] == alpha_b[:35, :35]).all() and (alpha_b[45:, 45:] == 0).sum() == 0

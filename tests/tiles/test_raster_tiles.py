@@ -1,18 +1,17 @@
-import warnings
-
 import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
-from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import from_origin
 
 from civicmap.errors import InputError
-from civicmap.tiles.colormaps import FLOOD_DEPTH_M, HAZARD_CLASSES, ContinuousColormap
+from civicmap.tiles import _encode
+from civicmap.tiles.colormaps import ELEVATION, FLOOD_DEPTH_M, HAZARD_CLASSES, ContinuousColormap
 from civicmap.tiles.grid import tile_bounds, tiles_for_bbox
 from civicmap.tiles.raster import TileStyle, render_png, render_tile
 from civicmap.types import TileXYZ
+from tile_images import decode_png
 
 E0, N0 = 250_000.0, 9_860_000.0  # EPSG:32737, near Nairobi (lat ~ -1.27)
 
@@ -45,15 +44,6 @@ def write(path, data, *, crs, transform, nodata=None, overviews=(), colorinterp=
 def pattern(h, w):
     rows, cols = np.mgrid[0:h, 0:w]
     return ((rows * 7 + cols * 13) % 251).astype("uint8")
-
-
-def decode_png(data):
-    """Decode with GDAL's PNG/JPEG driver, independently of our encoder."""
-    assert data is not None, "no tile was rendered"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.MemoryFile(data) as mem, mem.open() as ds:
-            return ds.read()
 
 
 def centre_tile(lon, lat, z):
@@ -274,3 +264,114 @@ def test_realdata_rgb_centre_tile(realdata):
     assert same > 0.95  # the very pixels of the source, in the right places
     means = img[:3][:, shown].mean(axis=1)
     assert all(20 < m < 150 for m in means)  # Landsat TM: dark land and sea, not saturated, not black
+
+
+# -- overview choice, GDAL reference, palette PNG --------------------------------------------
+
+CORNER = centre_tile(36.82, -1.29, 13)  # rasters below start at its north-west corner (EPSG:3857)
+
+
+def corner_tiles(zooms):
+    """The tile at the north-west corner of ``CORNER`` at each zoom (all inside the rasters below)."""
+    return [TileXYZ(z, CORNER.x << (z - 13), CORNER.y << (z - 13)) for z in zooms]
+
+
+def levelled(tmp_path, res_m, size=2048):
+    """A 3857 raster whose full resolution holds 1 and whose overviews 2, 4, 8 hold 2, 4, 8."""
+    path = tmp_path / "levels.tif"
+    w, _, _, n = tile_bounds(CORNER)
+    write(path, np.ones((size, size), "uint8"), crs="EPSG:3857", transform=from_origin(w, n, res_m, res_m),
+          overviews=(2, 4, 8))  # fmt: skip
+    for level, value in enumerate((2, 4, 8)):
+        with rasterio.open(path, "r+", overview_level=level) as ovr:
+            ovr.write(np.full((1, ovr.height, ovr.width), value, "uint8"))
+    return path
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
+def test_overview_choice_is_gdals(tmp_path, resampling):
+    # 2.81 m pixels: z13..z16 ask 6.8, 3.4, 1.7 and 0.85 source pixels per tile pixel, where GDAL's
+    # rule (factor < desired * 1.2 + 0.1 for nearest, * 1.0 + 0.1 otherwise) picks different overviews
+    path = levelled(tmp_path, 2.81)
+    style = TileStyle(rescale=(0, 10), resampling=resampling)
+    seen = set()
+    with rasterio.open(path) as ds:
+        for tile in corner_tiles(range(13, 17)):
+            window = rasterio.windows.from_bounds(*tile_bounds(tile), transform=ds.transform)
+            gdal = ds.read(1, window=window, out_shape=(256, 256), resampling=Resampling[resampling])
+            img = decode_png(render_tile(ds, tile, style=style))
+            ours = np.unique(np.round(img[0] / 25.5))
+            assert list(ours) == list(np.unique(gdal)), (tile, resampling)
+            seen.add(float(gdal[0, 0]))
+    assert seen == ({8.0, 4.0, 2.0, 1.0} if resampling == "nearest" else {4.0, 2.0, 1.0})
+
+
+def smooth_dem(tmp_path, size=1024, res_m=5.0):
+    rows, cols = np.mgrid[0:size, 0:size].astype("float32")
+    dem = 1600 + 120 * np.sin(cols / 60) * np.cos(rows / 80) + 0.05 * (rows + cols)
+    path = tmp_path / "dem3857.tif"
+    w, _, _, n = tile_bounds(CORNER)
+    transform = from_origin(w, n, res_m, res_m)
+    write(path, dem, crs="EPSG:3857", transform=transform, nodata=-9999, overviews=(2, 4))
+    return path, (float(dem.min()), float(dem.max()))
+
+
+def test_colormapped_tiles_match_a_gdal_read_of_the_same_overview(tmp_path):
+    # the reference is what rio-tiler does for a 3857 COG: a GDAL bilinear read of the tile window
+    path, value_range = smooth_dem(tmp_path)
+    lo, hi = value_range
+    table = ELEVATION.lut().astype(int)
+    with rasterio.open(path) as ds:
+        for tile in corner_tiles(range(14, 19)):
+            window = rasterio.windows.from_bounds(*tile_bounds(tile), transform=ds.transform)
+            gdal = ds.read(1, window=window, out_shape=(256, 256), resampling=Resampling.bilinear)
+            want = table[np.clip(np.rint((gdal - lo) * 255 / (hi - lo)), 0, 255).astype(int)]
+            img = decode_png(render_tile(ds, tile, style=TileStyle(ELEVATION, value_range, resampling="bilinear")))
+            diff = np.abs(np.moveaxis(img, 0, 2).astype(int) - want)
+            assert (img[3] == 255).all()
+            # the same overview and kernel: equal but for rounding at a few pixels (the old rule, full
+            # resolution at z14, gave a mean of 0.36 here)
+            assert diff.mean() < 0.02 and np.percentile(diff, 99.9) <= 1 and diff.max() <= 4, (tile, diff.mean())
+
+
+def png_colour_type(data):
+    assert data[12:16] == b"IHDR"
+    return data[25]
+
+
+def test_one_band_tiles_are_palette_pngs_and_lossless(tmp_path):
+    path, value_range = smooth_dem(tmp_path)
+    (tile,) = corner_tiles([15])
+    png = render_png(path, tile, colormap=ELEVATION, rescale=value_range, resampling="bilinear")
+    assert png_colour_type(png) == 3  # palette: one byte per pixel
+    rgb = render_png(realdata_free_rgb(tmp_path), tile)
+    assert png_colour_type(rgb) == 6  # three bands stay RGBA
+    rng = np.random.default_rng(5)
+    mixed = rng.integers(0, 256, (256, 4), dtype=np.uint8)
+    mixed[:40, 3] = 0  # some invisible colours
+    mixed[40:60, 3] = 128  # some translucent ones
+    opaque = mixed.copy()
+    opaque[:, 3] = 255
+    for table in (mixed, opaque):
+        for spread, holes in ((200, False), (200, True), (256, False), (256, True)):
+            levels = rng.integers(0, spread, (64, 48), dtype=np.uint8)
+            alpha = np.full((64, 48), 255, dtype=np.uint8)
+            alpha[10:30, 5:20] = 0 if holes else 255
+            image = _encode.Indexed(levels, table, alpha)
+            data = _encode._png_palette(image)
+            if table is opaque and spread == 256 and holes:  # 256 colours and transparent: one too many
+                assert data is None
+                continue
+            assert png_colour_type(data) == 3
+            np.testing.assert_array_equal(np.moveaxis(decode_png(data), 0, 2), image.rgba())
+    image = _encode.Indexed(levels, mixed, np.full((64, 48), 200, dtype=np.uint8))
+    assert _encode._png_palette(image) is None  # partial alpha: RGBA instead
+
+
+def realdata_free_rgb(tmp_path):
+    rgb = np.stack([pattern(1024, 1024), pattern(1024, 1024)[::-1], pattern(1024, 1024)[:, ::-1]])
+    path = tmp_path / "rgb.tif"
+    w, _, _, n = tile_bounds(CORNER)
+    transform = from_origin(w, n, 5.0, 5.0)
+    interp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    return write(path, rgb, crs="EPSG:3857", transform=transform, colorinterp=interp)

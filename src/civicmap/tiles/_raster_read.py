@@ -36,26 +36,40 @@ def is_north_up(transform: Affine) -> bool:
 
 
 def _taps(pos: np.ndarray, n_src: int, scale: float, resampling: str) -> tuple[np.ndarray, np.ndarray]:
-    """Source indexes (n_dst, k) and weights (n_dst, k) for destination centres at ``pos``."""
+    """Source indexes (n_dst, k) and weights (n_dst, k) for destination centres at ``pos``.
+
+    A triangle of radius ``r`` covers the open interval (pos - r, pos + r) of pixel centres,
+    which holds at most ``ceil(2 r)`` of them: that many taps, none of them always zero.
+    """
     if resampling == "nearest":
         idx = np.floor(pos).astype(np.intp)[:, None]
         weight = np.ones(idx.shape)
     else:
         radius = max(1.0, scale)
         first = np.floor(pos - 0.5 - radius).astype(np.intp) + 1
-        idx = first[:, None] + np.arange(math.ceil(2 * radius) + 1)
+        idx = first[:, None] + np.arange(math.ceil(2 * radius))
         weight = np.clip(1.0 - np.abs(idx + 0.5 - pos[:, None]) / radius, 0.0, None)
     weight[(idx < 0) | (idx >= n_src)] = 0.0
     weight[(pos < 0) | (pos >= n_src)] = 0.0  # centre off the source: transparent
     return np.clip(idx, 0, n_src - 1), weight
 
 
-def _along(arr: np.ndarray, idx: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
-    """Weighted sum of the taps along ``axis`` (-2: rows, -1: columns) of a (bands, rows, cols) array."""
-    taken = np.take(arr, idx, axis=axis)
-    if axis == -2:  # (bands, n_dst, k, cols)
-        return np.einsum("bnkc,nk->bnc", taken, weight.astype(arr.dtype))
-    return np.einsum("brnk,nk->brn", taken, weight.astype(arr.dtype))  # (bands, rows, n_dst, k)
+def _rows(arr: np.ndarray, idx: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted sum of the row taps of a (bands, rows, cols) array: (bands, n_dst, cols)."""
+    w = weight.astype(arr.dtype)[None, :, :, None]
+    out = arr[:, idx[:, 0]] * w[:, :, 0]
+    for j in range(1, idx.shape[1]):  # a few taps, each a vectorised gather and multiply-add
+        out += arr[:, idx[:, j]] * w[:, :, j]
+    return out
+
+
+def _cols(arr: np.ndarray, idx: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted sum of the column taps of a (bands, rows, cols) array: (bands, rows, n_dst)."""
+    w = weight.astype(arr.dtype)
+    out = arr[:, :, idx[:, 0]] * w[:, 0]
+    for j in range(1, idx.shape[1]):
+        out += arr[:, :, idx[:, j]] * w[:, j]
+    return out
 
 
 def resample_aligned(
@@ -79,11 +93,25 @@ def resample_aligned(
     row_pos = (dst_transform.f + centres * dst_transform.e - src_transform.f) / src_transform.e
     cols = _taps(col_pos, values.shape[-1], dst_transform.a / src_transform.a, resampling)
     rows = _taps(row_pos, values.shape[-2], dst_transform.e / src_transform.e, resampling)
+    if valid.all():  # the common case: no validity to carry; each axis' weights are normalised alone
+        row_w, col_w = _normalised(rows[1]), _normalised(cols[1])
+        opaque = (row_w.sum(axis=1) > 0)[:, None] & (col_w.sum(axis=1) > 0)[None, :]
+        return _cols(_rows(values, rows[0], row_w), cols[0], col_w), _alpha(opaque)
+    covered = np.outer(rows[1].sum(axis=1), cols[1].sum(axis=1))  # all taps on the source
     weight = valid.astype(values.dtype)[None]
     stacked = np.concatenate([np.where(valid, values, 0), weight])  # bands, then the validity weight
-    out = _along(_along(stacked, *rows, axis=-2), *cols, axis=-1)
-    covered = np.outer(rows[1].sum(axis=1), cols[1].sum(axis=1))  # all taps on the source
+    out = _cols(_rows(stacked, *rows), *cols)
     share = out[-1]
     data = (out[:-1] / np.where(share > 0, share, 1)).astype(values.dtype, copy=False)
     opaque = (covered > 0) & (share >= 0.5 * covered)
-    return np.where(opaque, data, 0), (opaque * 255).astype(np.uint8)
+    return np.where(opaque, data, 0), _alpha(opaque)
+
+
+def _normalised(weight: np.ndarray) -> np.ndarray:
+    """Tap weights scaled to sum to 1 per destination pixel (rows of zeros stay zero)."""
+    total = weight.sum(axis=1, keepdims=True)
+    return weight / np.where(total > 0, total, 1)
+
+
+def _alpha(opaque: np.ndarray) -> np.ndarray:
+    return (opaque * 255).astype(np.uint8)

@@ -70,6 +70,10 @@ class ContinuousColormap:
             out[..., channel] = np.rint(np.interp(v, xs, colours[:, channel]))
         return out
 
+    def lut(self) -> np.ndarray:
+        """RGBA uint8 (256, 4): the colours of the values 0, 1, ..., 255 (data rescaled to 0..255)."""
+        return self.apply(np.arange(256))
+
 
 @dataclass(frozen=True)
 class ClassedColormap:
@@ -92,6 +96,15 @@ class ClassedColormap:
         for index, colour, _ in self.classes:
             out[v == index] = colour
         return out
+
+    def lut(self) -> np.ndarray | None:
+        """RGBA uint8 (256, 4): the colour of each class index 0..255 (others transparent).
+
+        None when a class index lies outside 0..255 (such classes need :meth:`apply`).
+        """
+        if not all(0 <= index <= 255 for index, _, _ in self.classes):
+            return None
+        return self.apply(np.arange(256))
 
 
 Colormap: TypeAlias = ContinuousColormap | ClassedColormap

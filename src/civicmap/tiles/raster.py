@@ -4,10 +4,12 @@ How a tile is read (bounded work, overviews used, no full-resolution read of a z
 
 1. The tile's EPSG:3857 bounds are met with the raster's footprint; no overlap -> ``None``.
 2. The overlap is taken into the raster's CRS and turned into a pixel window (plus a margin).
-3. The window's source pixels per tile pixel pick the coarsest overview not coarser than the
-   tile (the window is aligned to that overview's pixels), and ``out_shape`` makes GDAL read
-   that overview. If the pixels still to read exceed ``max_source_pixels`` (a raster without
-   overviews seen at a low zoom), :class:`InputError` says so and how to fix it.
+3. The window's source pixels per tile pixel pick the overview GDAL's own rule picks (so the
+   pixels are those rio-tiler / TiTiler show): the coarsest whose factor is below that number
+   times 1.2 (nearest) or 1.0 (bilinear), plus 0.1. The window is aligned to that overview's
+   pixels and ``out_shape`` makes GDAL read it. If the pixels still to read exceed
+   ``max_source_pixels`` (a raster without overviews seen at a low zoom), :class:`InputError`
+   says so and how to fix it.
 4. The small array is warped into the exact tile grid (``tilesize`` x ``tilesize``) with
    ``rasterio.warp.reproject``; validity (nodata, masks, alpha bands, non-finite values)
    travels as an alpha band, so nodata never bleeds into bilinear results and ends up
@@ -16,7 +18,10 @@ How a tile is read (bounded work, overviews used, no full-resolution read of a z
    validity rule, at a fraction of a GDAL warp's per-tile cost. A nodata-only mask is
    computed from the values instead of being read.
 5. Colours: a colormap (after optional ``rescale``), a hillshade, grey for one band or RGB
-   pass-through for three ``uint8`` bands. All transparent -> ``None`` (HTTP 204).
+   pass-through for three ``uint8`` bands. One band becomes levels 0..255 and a 256-colour
+   table (a ``rescale``-d continuous colormap takes the colour of the rounded level, as
+   rio-tiler does; without ``rescale`` it is interpolated at the value). All transparent ->
+   ``None`` (HTTP 204).
 
 Hillshade: illumination ``n·s`` of the surface normal by a sun at azimuth 315°, altitude 45°
 (n from ``numpy.gradient``), scaled to 0..255 (flat ground = 180). It is computed on the tile
@@ -24,17 +29,13 @@ grid grown by one pixel on every side and cropped, so edge pixels see their real
 and adjacent tiles agree at the seam. Web Mercator inflates distances by 1/cos(latitude); the
 gradient uses ground spacing ``resolution * cos(latitude)`` per row. Elevations in metres.
 
-PNG is written here (8-bit RGBA, zlib level ``PNG_ZLIB_LEVEL``, no row filter); JPEG and
-WebP go through GDAL's drivers (JPEG has no alpha: transparent pixels become black).
+Encoding (palette or RGBA PNG, JPEG, WebP): :mod:`civicmap.tiles._encode`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import struct
-import warnings
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,8 +45,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS as RIO_CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import DatasetReader, MemoryFile
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
@@ -53,22 +53,24 @@ from rasterio.windows import from_bounds as window_from_bounds
 
 from civicmap.errors import CRSError, InputError
 from civicmap.sources.raster import open_raster
+from civicmap.tiles._encode import FORMATS, Indexed, encode_image, with_alpha
 from civicmap.tiles._raster_read import is_north_up, resample_aligned
 from civicmap.tiles.colormaps import ClassedColormap, Colormap, ContinuousColormap, get_colormap
 from civicmap.tiles.grid import MAX_LATITUDE, MAX_ZOOM, lonlat_to_mercator, tile_bounds, validate_tile
 from civicmap.types import BBox, TileXYZ
 
-__all__ = ["MAX_SOURCE_PIXELS", "PNG_ZLIB_LEVEL", "TileStyle", "render_png", "render_tile"]
+__all__ = ["MAX_SOURCE_PIXELS", "TileStyle", "render_png", "render_tile"]
 
 #: Largest source window read for one tile, in pixels: 2048 x 2048, i.e. a raster without
 #: overviews renders down to about three zoom levels below its native resolution.
 MAX_SOURCE_PIXELS = 2048 * 2048
-#: zlib level of PNG tiles (6, as GDAL's PNG driver): ~18 kB and ~6 ms for a colormapped DEM tile.
-PNG_ZLIB_LEVEL = 6
 SUN_AZIMUTH_DEG = 315.0
 SUN_ALTITUDE_DEG = 45.0
-_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
 _MERCATOR = RIO_CRS.from_epsg(3857)
+_OVERSAMPLING_THRESHOLD = {"nearest": 1.2, "bilinear": 1.0}  # GDAL's, see _overview_factor
+_GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 4, axis=1)
+_GREY[:, 3] = 255
+_GREY.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,20 @@ def _aligned(start: float, stop: float, factor: int, limit: int) -> tuple[int, i
     return lo, hi
 
 
-def _plan(ds: DatasetReader | WarpedVRT, grid: _Grid, band: int, max_source_pixels: int) -> _Read | None:
+def _overview_factor(factors: Sequence[int], desired: float, resampling: str) -> int:
+    """The overview GDAL reads for ``desired`` source pixels per output pixel (1: full resolution).
+
+    GDAL's rule (``GDALBandGetBestOverviewLevel2``, GDAL >= 3.9): the coarsest overview whose
+    factor is below ``desired * threshold + 0.1``, the threshold being 1.2 for nearest and 1.0
+    for other resamplings. rio-tiler / TiTiler read through this rule, so tiles match theirs.
+    """
+    limit = desired * _OVERSAMPLING_THRESHOLD[resampling] + 0.1
+    return max([1, *(f for f in factors if f < limit)])
+
+
+def _plan(
+    ds: DatasetReader | WarpedVRT, grid: _Grid, band: int, *, max_source_pixels: int, resampling: str
+) -> _Read | None:
     """Which window and overview to read for ``grid``, or None when the tile misses the raster."""
     foot = _footprint_3857(ds)
     box = BBox(
@@ -176,7 +191,7 @@ def _plan(ds: DatasetReader | WarpedVRT, grid: _Grid, band: int, max_source_pixe
     win = window_from_bounds(*src_box, transform=ds.transform)
     res = grid.transform.a
     per_px = min(win.width / ((box.east - box.west) / res), win.height / ((box.north - box.south) / res))
-    factor = max([1] + [f for f in ds.overviews(band) if f <= per_px])
+    factor = _overview_factor(ds.overviews(band), per_px, resampling)
     col0, col1 = _aligned(win.col_off, win.col_off + win.width, factor, ds.width)
     row0, row1 = _aligned(win.row_off, win.row_off + win.height, factor, ds.height)
     if col1 <= col0 or row1 <= row0:
@@ -257,69 +272,49 @@ def _hillshade(dem: np.ndarray, grid: _Grid) -> np.ndarray:
     return np.clip(np.rint(255 * lit), 0, 255).astype(np.uint8)
 
 
-def _stretch(values: np.ndarray, rescale: tuple[float, float] | None) -> np.ndarray:
-    if rescale is None:
-        return values
-    lo, hi = rescale
-    return np.clip((values.astype(np.float64) - lo) * (255.0 / (hi - lo)), 0, 255)
+def _levels(values: np.ndarray, rescale: tuple[float, float] | None) -> np.ndarray:
+    """Values as levels 0..255 (uint8, rounded): linearly stretched from ``rescale`` when given."""
+    if rescale is not None:
+        lo, hi = rescale
+        values = (values.astype(np.float64) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _colour(data: np.ndarray, alpha: np.ndarray, style: TileStyle, grid: _Grid, dtype: str) -> np.ndarray:
-    """RGBA uint8 (tilesize, tilesize, 4) from the warped bands and alpha (padding cropped)."""
+def _classes(values: np.ndarray, alpha: np.ndarray, cmap: ClassedColormap) -> Indexed | np.ndarray:
+    """Class colours: values that are not a whole number 0..255 are no class (transparent)."""
+    table = cmap.lut()
+    if table is None:  # a class index outside 0..255
+        return with_alpha(cmap.apply(values), alpha)
+    whole = (values >= 0) & (values <= 255) & (values == np.floor(values))
+    return Indexed(np.where(whole, values, 0).astype(np.uint8), table, np.where(whole, alpha, 0).astype(np.uint8))
+
+
+def _colour(data: np.ndarray, alpha: np.ndarray, style: TileStyle, grid: _Grid, dtype: str) -> Indexed | np.ndarray:
+    """The tile's colours (padding cropped): :class:`Indexed` for one band, else RGBA (h, w, 4) uint8.
+
+    A continuous colormap with ``rescale`` takes the colour of the rounded level 0..255 (as
+    rio-tiler does); without ``rescale`` it is interpolated at the value itself.
+    """
     crop = slice(grid.pad, grid.size - grid.pad)
+    alpha, cmap = alpha[crop, crop], style.colormap
     if style.hillshade:
-        grey = _hillshade(data[0], grid)[crop, crop]
-        rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
-    elif isinstance(style.colormap, ContinuousColormap | ClassedColormap):
-        rgba = style.colormap.apply(_stretch(data[0][crop, crop], style.rescale))
-    else:
-        if style.rescale is None and dtype != "uint8":
-            raise InputError(
-                f"a {dtype} raster needs rescale=(min, max) or a colormap to become colours; only uint8 "
-                "bands are shown as they are"
-            )
-        bands = np.clip(np.rint(_stretch(data[:, crop, crop], style.rescale)), 0, 255).astype(np.uint8)
-        rgb = np.repeat(bands, 3, axis=0) if len(bands) == 1 else bands
-        rgba = np.dstack([*rgb, np.full(rgb.shape[1:], 255, dtype=np.uint8)])
-    rgba[..., 3] = np.minimum(rgba[..., 3], alpha[crop, crop])
-    return rgba
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _png(rgba: np.ndarray, *, level: int = PNG_ZLIB_LEVEL) -> bytes:
-    """RGBA PNG bytes of an (h, w, 4) uint8 array (8 bits per channel, filter "None", zlib)."""
-    h, w, _ = rgba.shape
-    rows = np.empty((h, w * 4 + 1), dtype=np.uint8)
-    rows[:, 0] = 0  # filter type 0 per row: smallest and fastest for colormapped tiles (measured)
-    rows[:, 1:] = np.ascontiguousarray(rgba).reshape(h, w * 4)
-    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)  # 8-bit RGBA, deflate, no interlace
-    return b"".join(
-        [
-            b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-            _png_chunk(b"IEND", b""),
-        ]
-    )
-
-
-def _encode(rgba: np.ndarray, fmt: str) -> bytes:
-    driver = _FORMATS[fmt]
-    if driver == "PNG":
-        return _png(rgba)
-    bands = rgba[..., :3] if driver == "JPEG" else rgba
-    if driver == "JPEG":
-        bands = np.where(rgba[..., 3:] > 0, bands, 0).astype(np.uint8)
-    h, w, count = bands.shape
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile() as mem:
-            with mem.open(driver=driver, width=w, height=h, count=count, dtype="uint8") as out:
-                out.write(np.moveaxis(bands, 2, 0))
-            return bytes(mem.read())
+        return Indexed(_hillshade(data[0], grid)[crop, crop], _GREY, alpha)
+    values = data[:, crop, crop]
+    if isinstance(cmap, ClassedColormap):
+        return _classes(values[0], alpha, cmap)
+    if isinstance(cmap, ContinuousColormap):
+        if style.rescale is None:
+            return with_alpha(cmap.apply(values[0]), alpha)
+        return Indexed(_levels(values[0], style.rescale), cmap.lut(), alpha)
+    if style.rescale is None and dtype != "uint8":
+        raise InputError(
+            f"a {dtype} raster needs rescale=(min, max) or a colormap to become colours; only uint8 "
+            "bands are shown as they are"
+        )
+    if len(values) == 1:
+        return Indexed(_levels(values[0], style.rescale), _GREY, alpha)
+    rgb = [_levels(band, style.rescale) for band in values]
+    return with_alpha(np.dstack([*rgb, np.full(alpha.shape, 255, dtype=np.uint8)]), alpha)
 
 
 def _bands(ds: DatasetReader | WarpedVRT, requested: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -349,8 +344,8 @@ def render_tile(
     pass an open dataset to reuse it across tiles. See the module docstring for the steps.
     """
     fmt = str(format).lower()
-    if fmt not in _FORMATS:
-        raise InputError(f"format {format!r} is not one of {sorted(_FORMATS)}")
+    if fmt not in FORMATS:
+        raise InputError(f"format {format!r} is not one of {sorted(FORMATS)}")
     if isinstance(tilesize, bool) or not isinstance(tilesize, int) or not 16 <= tilesize <= 4096:
         raise InputError(f"tilesize {tilesize!r} must be an integer in 16..4096 (usually 256 or 512)")
     checked = (style or TileStyle()).checked()
@@ -362,15 +357,15 @@ def render_tile(
         bands = _bands(ds, checked.band_indexes)
         if (checked.hillshade or checked.colormap is not None) and len(bands) != 1:
             raise InputError(f"hillshade and colormaps need one band; band_indexes is {bands!r}")
-        plan = _plan(ds, grid, bands[0], max_source_pixels)
+        plan = _plan(ds, grid, bands[0], max_source_pixels=max_source_pixels, resampling=checked.resampling)
         if plan is None:
             return None
         data, alpha = _read_warped(ds, plan, grid, bands, checked.resampling)
         dtype = ds.dtypes[bands[0] - 1]
-    rgba = _colour(data, alpha, checked, grid, dtype)
-    if not rgba[..., 3].any():
+    image = _colour(data, alpha, checked, grid, dtype)
+    if not (image.visible() if isinstance(image, Indexed) else image[..., 3].any()):
         return None
-    return _encode(rgba, fmt)
+    return encode_image(image, fmt)
 
 
 def render_png(
