@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from pathlib import Path
@@ -190,7 +192,10 @@ class Workspace:
                 raise InputError(f"unknown build steps {sorted(unknown)}; steps are {[label for label, _ in steps]}")
             steps = [(label, step) for label, step in steps if label in only]
         rows: list[BuildRow] = []
-        with tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar:
+        with (
+            _build_lock(self.root),
+            tqdm(steps, desc=f"building {self.name}", unit="source", disable=not progress) as bar,
+        ):
             for label, step in bar:
                 bar.set_postfix_str(label)
                 try:
@@ -338,6 +343,21 @@ class Workspace:
 def open_workspace(path: str | Path, *, crs: CRS | str | None = None) -> Workspace:
     """Open the project in folder ``path`` (which holds a ``civicmap.toml``)."""
     return Workspace(read_project_config(path), crs=crs)
+
+
+@contextmanager
+def _build_lock(root: Path) -> Iterator[None]:
+    """One build of a project at a time, across processes (CLI, service workers rebuilding after approvals)."""
+    try:
+        (root / ".civicmap").mkdir(exist_ok=True)
+        handle = (root / ".civicmap" / "build.lock").open("a")
+    except OSError as exc:  # a read-only project folder: nothing else can build it either
+        log.warning("no build lock in %s (%s); builds are not serialised", root, exc)
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits while another process builds; released on close
+        yield
 
 
 def _row(info: LayerInfo, notes: str = "") -> BuildRow:

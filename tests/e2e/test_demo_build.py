@@ -109,6 +109,26 @@ def test_a_failing_source_is_reported_and_the_rest_built(tmp_path):
     assert result.exit_code == 1 and "FAILED rasters[dem]" in result.output
 
 
+def test_builds_of_one_project_take_turns(tmp_path):
+    """Another process building the project (a service worker after an approval) makes a build wait."""
+    import fcntl
+    import threading
+
+    project = tmp_path / "p"
+    shutil.copytree(DEMO_PROJECT, project, ignore=shutil.ignore_patterns(".civicmap", "_mkondo", "*.py"))
+    ws = Workspace(read_project_config(project))
+    (project / ".civicmap").mkdir()
+    done = threading.Event()
+    with (project / ".civicmap" / "build.lock").open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # as another process would hold it
+        survey = ["surveys[building_survey]"]
+        worker = threading.Thread(target=lambda: (ws.build(progress=False, only=survey), done.set()))
+        worker.start()
+        assert not done.wait(1.0)  # waiting for the lock
+    worker.join(60)
+    assert done.is_set() and ws.store.layer_info("survey_building_survey").feature_count > 0
+
+
 def test_cli_version_info_and_errors(tmp_path: Path, built):
     runner = CliRunner()
     result = runner.invoke(app, ["--version"])
