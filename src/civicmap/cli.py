@@ -126,16 +126,19 @@ def info(project: Project) -> None:
 
 Host = Annotated[str | None, typer.Option(help="Interface to listen on (default CIVICMAP_HOST or 127.0.0.1).")]
 Port = Annotated[int | None, typer.Option(help="Port (default CIVICMAP_PORT or 8000).")]
+Workers = Annotated[
+    int, typer.Option(min=1, help="Server processes on the one port (more than 1 to use several CPUs).")
+]
 
 
 @app.command()
-def serve(project: Project, host: Host = None, port: Port = None) -> None:
+def serve(project: Project, host: Host = None, port: Port = None, workers: Workers = 1) -> None:
     """Serve PROJECT's layers: XYZ tiles, TileJSON, OGC API Features and the web map."""
     try:
         settings = ServiceSettings.from_env()
         settings = replace(settings, host=host or settings.host, port=port or settings.port)
         typer.echo(f"serving {project} at http://{settings.host}:{settings.port}/  (Ctrl+C to stop)")
-        run_service(project, settings=settings)
+        run_service(project, settings=settings, workers=workers)
     except CivicmapError as exc:
         raise _fail(exc) from exc
 

@@ -23,7 +23,13 @@ and the stored file never disagree.
 
 **EXIF.** JPEG photos lose their APP1 segments (EXIF, with GPS position and device, and XMP)
 unless the form keeps them for that question; the image data itself is copied byte for byte.
-PNG ``eXIf`` chunks are dropped the same way. WebP EXIF is NOT stripped (TODO).
+PNG ``eXIf`` chunks are dropped the same way. WebP files (a RIFF container: ``RIFF`` <size>
+``WEBP`` then chunks of FourCC, little-endian size, payload, a pad byte when the size is odd;
+developers.google.com/speed/webp/docs/riff_container) lose their ``EXIF`` and ``XMP `` chunks;
+the ``VP8X`` header's EXIF (0x08) and XMP (0x04) flags are cleared and the RIFF size rewritten,
+every other chunk (``VP8``/``VP8L`` image data, ``ALPH``, ``ICCP``, animation frames) is copied
+byte for byte, so nothing is re-encoded. A WebP whose chunks run past its end is refused
+(:class:`InputError`) rather than stored with its metadata possibly left in.
 
 **Durability.** :func:`stage_attachment` writes to a temporary file in the attachments folder,
 fsyncs it, renames it to its content address (``ab/<sha256>``) and fsyncs the folder; only then
@@ -34,16 +40,29 @@ unreferenced file, which :meth:`IntakeStore.gc` deletes; never a row without its
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import struct
 import tempfile
+import time
+from collections.abc import Set
 from pathlib import Path
 
 from civicmap.errors import InputError, MediaTypeError, TooLargeError
 from civicmap.intake.base import StagedAttachment
 
-__all__ = ["MEDIA_TYPES", "check_attachment", "safe_name", "sniff_media_type", "stage_attachment", "strip_exif"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MEDIA_TYPES",
+    "check_attachment",
+    "delete_unreferenced",
+    "safe_name",
+    "sniff_media_type",
+    "stage_attachment",
+    "strip_exif",
+]
 
 #: Extension -> media type of every accepted attachment.
 MEDIA_TYPES = {
@@ -55,6 +74,8 @@ MEDIA_TYPES = {
     ".m4a": "audio/mp4",
     ".pdf": "application/pdf",
 }
+_WEBP_EXIF_FLAG = 0x08
+_WEBP_XMP_FLAG = 0x04
 _NAME = re.compile(r"^[^\x00-\x1f/\\:*?\"<>|]{1,128}$")
 
 
@@ -102,11 +123,13 @@ def check_attachment(name: str, data: bytes, *, max_bytes: int) -> str:
 
 
 def strip_exif(data: bytes, media_type: str) -> bytes:
-    """JPEG without APP1 (EXIF/XMP) segments, PNG without ``eXIf`` chunks; other types unchanged."""
+    """JPEG without APP1 (EXIF/XMP) segments, PNG without ``eXIf``, WebP without ``EXIF``/``XMP ``; others unchanged."""
     if media_type == "image/jpeg":
         return _strip_jpeg_app1(data)
     if media_type == "image/png":
         return _strip_png_exif(data)
+    if media_type == "image/webp":
+        return _strip_webp_metadata(data)
     return data
 
 
@@ -139,6 +162,37 @@ def _strip_png_exif(data: bytes) -> bytes:
     return bytes(out + data[pos:])
 
 
+def _strip_webp_metadata(data: bytes) -> bytes:
+    """The WebP without ``EXIF``/``XMP `` chunks, ``VP8X`` flags cleared, RIFF size fixed (module docstring)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise InputError("attachment is not a RIFF/WEBP file; send the photo as the camera saved it")
+    (riff_size,) = struct.unpack("<I", data[4:8])
+    end = 8 + riff_size
+    if end > len(data) or riff_size < 4:
+        raise InputError(
+            f"WebP attachment is truncated: its RIFF header says {end} bytes, the file has {len(data)}; send it again"
+        )
+    chunks = bytearray()
+    pos = 12
+    while pos < end:
+        if pos + 8 > end:
+            raise InputError(f"WebP attachment is malformed: {end - pos} stray bytes at offset {pos}; send it again")
+        kind = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        stop = pos + 8 + size + (size & 1)
+        if pos + 8 + size > end:
+            raise InputError(
+                f"WebP attachment is malformed: chunk {kind!r} at offset {pos} claims {size} bytes past the end; "
+                "send the photo again"
+            )
+        if kind not in (b"EXIF", b"XMP "):  # a missing last pad byte is added
+            chunks += data[pos : min(stop, end)].ljust(stop - pos, b"\0")
+        pos = stop
+    if chunks[:4] == b"VP8X" and len(chunks) > 8:
+        chunks[8] &= ~(_WEBP_EXIF_FLAG | _WEBP_XMP_FLAG) & 0xFF
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + bytes(chunks)
+
+
 def stage_attachment(directory: Path, name: str, data: bytes, media_type: str) -> StagedAttachment:
     """Write ``data`` durably under its content address in ``directory`` (see the module docstring)."""
     digest = hashlib.sha256(data).hexdigest()
@@ -160,6 +214,22 @@ def stage_attachment(directory: Path, name: str, data: bytes, media_type: str) -
             raise
         _fsync_dir(final.parent)
     return StagedAttachment(name=name, sha256=digest, size=len(data), media_type=media_type, path=rel)
+
+
+def delete_unreferenced(directory: Path, referenced: Set[str], *, min_age_s: float) -> int:
+    """Delete files under ``directory`` not in ``referenced`` and older than ``min_age_s`` seconds; how many.
+
+    What :meth:`IntakeStore.gc` does with the paths (``ab/<sha256>``) its rows refer to.
+    """
+    cutoff = time.time() - min_age_s
+    removed = 0
+    for file in directory.glob("*/*"):
+        rel = file.relative_to(directory).as_posix()
+        if rel not in referenced and file.is_file() and file.stat().st_mtime < cutoff:
+            file.unlink(missing_ok=True)
+            removed += 1
+    log.info("intake gc: %d unreferenced attachment files removed from %s", removed, directory)
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:

@@ -2,6 +2,14 @@
 
 Times are UTC ISO 8601 strings (``2026-11-02T09:03:52.262000+00:00``); geometries are WKT in
 EPSG:4326 with **longitude first** (x = lon, y = lat), whatever order the client sent.
+
+**Edits from the field** (ODK Collect, Enketo, the web form) arrive as a new instance whose
+``meta/deprecatedID`` (JSON: ``deprecated_id``) names the version they replace, as in ODK
+Central: every version is stored under its own instanceID, the first version's ID is the
+``root_id`` of all of them, and the replaced version gets ``superseded_by``. A superseded
+version stays stored (audit, :meth:`IntakeStore.versions`) but leaves the queue, the layers,
+the exports and the approved set; the new version starts ``pending``. :func:`edit_check`
+states the rules both stores apply inside their write transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from civicmap.errors import ConfigError, ConflictError
+from civicmap.errors import ConfigError, ConflictError, ForbiddenError, InputError, NotFoundError
 from civicmap.types import BBox
 
 __all__ = [
@@ -33,7 +41,11 @@ __all__ = [
     "State",
     "SubmissionRecord",
     "TokenRecord",
+    "carried_attachments",
+    "edit_check",
+    "edit_duplicate",
     "moderation_change",
+    "resubmission_check",
 ]
 
 State = Literal["pending", "approved", "rejected", "needs_changes"]
@@ -131,6 +143,8 @@ class NewSubmission:
     submitted_at: str = ""
     duplicate_of: str | None = None
     duplicate_score: float | None = None
+    deprecated_id: str | None = None
+    """The instanceID of the version this one edits (ODK ``meta/deprecatedID``); None for a first version."""
 
 
 @dataclass(frozen=True)
@@ -159,11 +173,22 @@ class SubmissionRecord:
     receipt: str
     reviewed_at: str | None = None
     reviewed_by: str | None = None
+    deprecated_id: str | None = None
+    """The version this one replaced (an edit from the field), None for a first version."""
+    superseded_by: str | None = None
+    """The version that replaced this one; None while this is the current version."""
+    root_id: str | None = None
+    """The instanceID of the first version: the logical submission every version belongs to."""
 
     @property
     def current_answers(self) -> dict[str, Any]:
         """The answers with the moderators' edits applied."""
         return {**self.answers, **(self.edited_answers or {})}
+
+    @property
+    def is_current(self) -> bool:
+        """True unless an edit from the field replaced this version."""
+        return self.superseded_by is None
 
 
 @dataclass(frozen=True)
@@ -180,7 +205,12 @@ class ModerationChange:
 def moderation_change(
     old: SubmissionRecord, *, state: str, edits: Mapping[str, Any] | None, expected_version: int | None
 ) -> ModerationChange:
-    """The change a moderation makes, or :class:`ConflictError` when ``expected_version`` is stale."""
+    """The change a moderation makes; :class:`ConflictError` when ``expected_version`` is stale or it was replaced."""
+    if old.superseded_by is not None:
+        raise ConflictError(
+            f"submission {old.instance_id} was replaced by the edit {old.superseded_by} sent from the field; "
+            "moderate that version instead"
+        )
     if expected_version is not None and expected_version != old.row_version:
         raise ConflictError(
             f"submission {old.instance_id} is at version {old.row_version}, not {expected_version}: someone "
@@ -192,14 +222,87 @@ def moderation_change(
     return ModerationChange(edited, before, after)
 
 
+def edit_check(old: SubmissionRecord | None, new: NewSubmission) -> None:
+    """Whether ``new`` may replace the version ``old`` it names as ``deprecated_id`` (inside the write transaction).
+
+    :class:`InputError` when it names itself; :class:`NotFoundError` when ``old`` is not stored
+    (ODK Central 404.5); :class:`ConflictError` when ``old`` belongs to another form or another
+    edit replaced it already (Central 409.9; the one that replaced it may be ``new`` itself: a
+    retry); :class:`ForbiddenError` when another submitter sends it, or when an anonymous edit
+    would replace an approved version (anyone could otherwise pull approved reports off the map).
+    """
+    wanted = new.deprecated_id
+    if wanted == new.instance_id:
+        raise InputError(f"instanceID {new.instance_id!r} names itself as deprecatedID; an edit needs a new instanceID")
+    if old is None:
+        raise NotFoundError(
+            f"the edit {new.instance_id} replaces {wanted!r}, which is not stored here; send it as a new submission "
+            "(without deprecatedID)"
+        )
+    if old.form_id != new.form_id:
+        raise ConflictError(
+            f"the edit {new.instance_id} is of form {new.form_id!r} but {wanted} is of form {old.form_id!r}; "
+            "an edit must use the same form"
+        )
+    if old.superseded_by not in (None, new.instance_id):
+        raise ConflictError(
+            f"the copy you edited ({wanted}) is out of date: it was already replaced by {old.superseded_by}; "
+            "get the current version and make your edits again"
+        )
+    if old.submitter != new.submitter:
+        raise ForbiddenError(
+            f"submission {wanted} was sent by another submitter; only the token that sent it may send an edit "
+            "(moderators correct it with moderation edits)"
+        )
+    if old.submitter == "anonymous" and old.state == "approved":
+        raise ForbiddenError(
+            f"submission {wanted} is approved and was sent anonymously: an anonymous edit cannot replace it; "
+            "ask a moderator to correct it"
+        )
+
+
+def resubmission_check(stored: Mapping[str, Any], new: NewSubmission) -> None:
+    """A stored instanceID arriving again must bring its content, form and deprecatedID (else ConflictError)."""
+    same = (stored["content_hash"], stored["form_id"], stored["deprecated_id"])
+    if same != (new.content_hash, new.form_id, new.deprecated_id):
+        raise ConflictError(
+            f"A submission already exists with this ID ({new.instance_id}), but with different content; "
+            "give an edited submission a new instanceID (ODK: meta/deprecatedID)"
+        )
+
+
+def edit_duplicate(old: SubmissionRecord | None, new: NewSubmission) -> tuple[str | None, float | None]:
+    """The possible duplicate of ``new``: never the version it edits (that one's own duplicate instead)."""
+    if old is not None and new.duplicate_of == old.instance_id:
+        return old.duplicate_of, old.duplicate_score
+    return new.duplicate_of, new.duplicate_score
+
+
+def carried_attachments(
+    old: Sequence[AttachmentRecord], new: NewSubmission, uploaded: Sequence[StagedAttachment]
+) -> list[StagedAttachment]:
+    """The replaced version's attachments the edit still names but did not send again (Enketo sends only new ones)."""
+    named = {str(v) for v in new.answers.values() if v is not None}
+    sent = {a.name for a in uploaded}
+    return [
+        StagedAttachment(a.name, a.sha256, a.size, a.media_type, a.path)
+        for a in old
+        if a.name in named and a.name not in sent
+    ]
+
+
 @dataclass(frozen=True)
 class PutResult:
-    """What storing a submission did: the stored record, whether it is new, attachments added."""
+    """What storing a submission did: the stored record, whether it is new, attachments added.
+
+    ``superseded`` is the version an edit replaced (as it is now stored), None otherwise.
+    """
 
     record: SubmissionRecord
     created: bool
     attachments: tuple[AttachmentRecord, ...]
     added_attachments: tuple[str, ...] = ()
+    superseded: SubmissionRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -296,7 +399,11 @@ class IntakeStore(Protocol):
         ...
 
     def put_submission(self, new: NewSubmission, attachments: Sequence[StagedAttachment]) -> PutResult:
-        """Insert (idempotent on instance_id) and merge attachments, in one durable transaction."""
+        """Insert (idempotent on instance_id) and merge attachments, in one durable transaction.
+
+        An edit (``new.deprecated_id``) passes :func:`edit_check` and marks the version it replaces
+        ``superseded_by`` in the same transaction; attachments it names but did not resend are carried over.
+        """
         ...
 
     def submission(self, instance_id: str) -> SubmissionRecord:
@@ -304,13 +411,23 @@ class IntakeStore(Protocol):
         ...
 
     def submissions(
-        self, *, form_id: str | None = None, state: str | None = None, limit: int | None = None, offset: int = 0
+        self,
+        *,
+        form_id: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_superseded: bool = False,
     ) -> list[SubmissionRecord]:
-        """Submissions in arrival order, filtered by form and state."""
+        """Submissions in arrival order, filtered by form and state; current versions only unless asked."""
+        ...
+
+    def versions(self, instance_id: str) -> list[SubmissionRecord]:
+        """Every version of the submission ``instance_id`` belongs to, oldest first (NotFoundError if absent)."""
         ...
 
     def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
-        """Submissions of ``form_id`` since ``since`` whose point lies in ``bbox`` (duplicate candidates)."""
+        """Current submissions of ``form_id`` since ``since`` whose point lies in ``bbox`` (duplicate candidates)."""
         ...
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:

@@ -7,7 +7,9 @@ submissions changed, with the lon/lat box of the submissions concerned, so the c
 rebuild layers and invalidate tiles.
 
 :func:`approved_submissions` is the layer: a GeoDataFrame in EPSG:4326 (x = longitude) with
-the moderators' edits applied, typed by the same code that reads submission files.
+the moderators' edits applied, typed by the same code that reads submission files. Versions
+replaced by an edit from the field (``superseded_by`` set) are never in it, nor in exports;
+:func:`superseded_event` is the event to send when such an edit pulls an approved version out.
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ import pandas as pd
 import shapely
 
 from civicmap.errors import InputError, SubmissionError
-from civicmap.intake.base import STATES, ChangeEvent, IntakeStore, SubmissionRecord
+from civicmap.intake.base import STATES, ChangeEvent, IntakeStore, PutResult, SubmissionRecord
 from civicmap.intake.forms import form_schema
 from civicmap.sources.survey import read_submissions, validate_submission
 from civicmap.types import BBox
 
-__all__ = ["approved_submissions", "change_event", "moderate", "submission_document", "submissions_frame"]
+__all__ = [
+    "approved_submissions",
+    "change_event",
+    "moderate",
+    "submission_document",
+    "submissions_frame",
+    "superseded_event",
+]
 
 #: Columns of the layer besides the form's answers.
 META_COLUMNS = ("state", "receipt", "duplicate_of", "duplicate_score", "reviewed_at")
@@ -73,6 +82,17 @@ def change_event(records: Sequence[SubmissionRecord], state: str) -> ChangeEvent
     return ChangeEvent(records[0].form_id, ids, box, state)
 
 
+def superseded_event(result: PutResult) -> ChangeEvent | None:
+    """The event of an edit from the field that replaced an approved version (it left the layer), else None.
+
+    Its ids are the replaced version and the edit; its box covers both geometries (lon/lat degrees).
+    """
+    old = result.superseded
+    if old is None or old.state != "approved":
+        return None
+    return change_event([old, result.record], "superseded")
+
+
 def submission_document(record: SubmissionRecord, *, include_private: bool) -> dict[str, Any]:
     """A submission as JSON for moderators (``include_private``) or its submitter's receipt view."""
     doc: dict[str, Any] = {
@@ -96,6 +116,9 @@ def submission_document(record: SubmissionRecord, *, include_private: bool) -> d
             "duplicate_score": record.duplicate_score,
             "reviewed_at": record.reviewed_at,
             "reviewed_by": record.reviewed_by,
+            "deprecated_id": record.deprecated_id,
+            "superseded_by": record.superseded_by,
+            "root_id": record.root_id,
         }
     return doc
 

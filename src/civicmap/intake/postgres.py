@@ -19,8 +19,13 @@ Idempotency is the ``UNIQUE`` constraint on ``intake_submissions.instance_id``:
 ``INSERT ... ON CONFLICT (instance_id) DO NOTHING``; when nothing was inserted, the stored content
 hash is compared (same: the stored submission is returned and new attachments merged; other:
 :class:`ConflictError`). A concurrent insert of the same ID waits for the first transaction and then
-does nothing, so N simultaneous identical posts store one row. Moderation locks the row
-(``SELECT ... FOR UPDATE``) and checks ``row_version`` (optimistic concurrency for people).
+does nothing, so N simultaneous identical posts store one row. An edit from the field
+(``deprecated_id``) first locks the version it replaces (``SELECT ... FOR UPDATE``), so of two
+edits of one version the second sees the first's ``superseded_by`` and gets :class:`ConflictError`
+(:func:`~civicmap.intake.base.edit_check`). Tables made before edits existed get the columns
+``deprecated_id``, ``superseded_by`` and ``root_id`` (``ADD COLUMN IF NOT EXISTS``) when opened.
+Moderation locks the row (``SELECT ... FOR UPDATE``) and checks ``row_version`` (optimistic
+concurrency for people).
 Times are UTC ISO 8601 text as in the SQLite store; answers and audit values are ``json`` (key
 order kept). Driver errors become :class:`~civicmap.errors.StoreError` (the driver's error as cause).
 """
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +46,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
-from civicmap.errors import ConflictError, NotFoundError, StoreError
+from civicmap.errors import NotFoundError, StoreError
+from civicmap.intake.attachments import delete_unreferenced
 from civicmap.intake.base import (
     AttachmentRecord,
     AuditEntry,
@@ -53,7 +58,11 @@ from civicmap.intake.base import (
     StagedAttachment,
     SubmissionRecord,
     TokenRecord,
+    carried_attachments,
+    edit_check,
+    edit_duplicate,
     moderation_change,
+    resubmission_check,
 )
 from civicmap.intake.store import receipt_for, utc_now
 from civicmap.store.postgis import _parse_url, _public_url
@@ -78,7 +87,11 @@ CREATE TABLE IF NOT EXISTS {submissions} (
     CHECK (state IN ('pending', 'approved', 'rejected', 'needs_changes')),
   content_hash text NOT NULL, submitted_at text NOT NULL, submitter text NOT NULL, source text NOT NULL,
   duplicate_of text, duplicate_score double precision, row_version integer NOT NULL DEFAULT 1,
-  receipt text NOT NULL, reviewed_at text, reviewed_by text);
+  receipt text NOT NULL, reviewed_at text, reviewed_by text, deprecated_id text, superseded_by text, root_id text);
+{edit_columns}
+CREATE UNIQUE INDEX IF NOT EXISTS {submissions_deprecated} ON {submissions} (deprecated_id)
+  WHERE deprecated_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {submissions_root} ON {submissions} (root_id);
 CREATE INDEX IF NOT EXISTS {submissions_form_state} ON {submissions} (form_id, state);
 CREATE INDEX IF NOT EXISTS {submissions_form_time} ON {submissions} (form_id, submitted_at);
 CREATE TABLE IF NOT EXISTS {attachments} (
@@ -94,7 +107,18 @@ CREATE TABLE IF NOT EXISTS {tokens} (
 _SUB_COLUMNS = (
     "instance_id, form_id, version, answers, edited_answers, geometry, public_geometry, lon, lat, state, "
     "content_hash, submitted_at, submitter, source, category, duplicate_of, duplicate_score, row_version, receipt, "
-    "reviewed_at, reviewed_by"
+    "reviewed_at, reviewed_by, deprecated_id, superseded_by, root_id"
+)
+#: For tables made before edits from the field existed; only run when a column is missing (ALTER locks the table).
+_EDIT_COLUMNS = """
+ALTER TABLE {submissions} ADD COLUMN IF NOT EXISTS deprecated_id text;
+ALTER TABLE {submissions} ADD COLUMN IF NOT EXISTS superseded_by text;
+ALTER TABLE {submissions} ADD COLUMN IF NOT EXISTS root_id text;
+UPDATE {submissions} SET root_id = instance_id WHERE root_id IS NULL;
+"""
+_INDEXES = ("submissions_form_state", "submissions_form_time", "submissions_deprecated", "submissions_root")
+_ATTACHMENTS_OF = (
+    "SELECT name, sha256, size, media_type, path, instance_id FROM {attachments} WHERE instance_id = %s ORDER BY name"
 )
 _FORM_COLUMNS = "form_id, version, title, xlsform, schema, xform_xml, settings, published_at, open"
 
@@ -184,11 +208,17 @@ class PostgresIntakeStore:
         return sql.SQL(text).format(**self._t)
 
     def _create_tables(self) -> None:
-        names = {k: sql.Identifier(f"{TABLE_PREFIX}{k}") for k in ("submissions_form_state", "submissions_form_time")}
+        names = {k: sql.Identifier(f"{TABLE_PREFIX}{k}") for k in _INDEXES}
         with self._transaction() as con:
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"civicmap-intake:{self.schema}",))
             con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            have = con.execute(
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "AND column_name IN ('deprecated_id', 'superseded_by', 'root_id')",
+                (self.schema, f"{TABLE_PREFIX}submissions"),
+            ).fetchone()
+            schema = _SCHEMA.replace("{edit_columns}", "" if have and have["n"] == 3 else _EDIT_COLUMNS)
+            for statement in filter(str.strip, schema.split(";")):
                 con.execute(sql.SQL(statement).format(**self._t, **names))
             fsync = con.execute("SHOW fsync").fetchone()
         if fsync and fsync["fsync"] != "on":
@@ -251,44 +281,86 @@ class PostgresIntakeStore:
     def put_submission(self, new: NewSubmission, attachments: Sequence[StagedAttachment]) -> PutResult:
         """Insert a submission and its attachments in one transaction (idempotent; see the module docstring)."""
         with self._transaction() as con:
-            inserted = con.execute(
-                self._sql(
-                    "INSERT INTO {submissions} (instance_id, form_id, version, answers, geometry, public_geometry, "
-                    "lon, lat, category, content_hash, submitted_at, submitter, source, duplicate_of, "
-                    "duplicate_score, receipt) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s) ON CONFLICT (instance_id) DO NOTHING RETURNING id"
-                ),
-                (
-                    new.instance_id, new.form_id, new.version, Json(new.answers), new.geometry_wkt,
-                    new.public_geometry_wkt, new.lon, new.lat, new.category, new.content_hash,
-                    new.submitted_at or utc_now(), new.submitter, new.source, new.duplicate_of,
-                    new.duplicate_score, receipt_for(new.instance_id),
-                ),
-            ).fetchone()  # fmt: skip
-            created = inserted is not None
+            old = self._replaced(con, new)
+            created = self._insert_submission(con, new, old)
             if not created:
-                self._check_same(con, new)
+                stored = con.execute(
+                    self._sql("SELECT content_hash, form_id, deprecated_id FROM {submissions} WHERE instance_id = %s"),
+                    (new.instance_id,),
+                ).fetchone()
+                resubmission_check(stored or {"content_hash": None, "form_id": None, "deprecated_id": None}, new)
             added = [a.name for a in attachments if self._insert_attachment(con, new.instance_id, a)]
             if created:
-                self._audit(con, new.submitter, "submit", new.instance_id, None, None, {"source": new.source})
+                carried = self._supersede(con, old, new, attachments) if old is not None else []
+                after = {"source": new.source} | ({"deprecated_id": old.instance_id, "carried": carried} if old else {})
+                self._audit(con, new.submitter, "edit" if old else "submit", new.instance_id, None, None, after)
             elif added:
                 self._audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
+        superseded = self.submission(old.instance_id) if old is not None and created else None
         return PutResult(
-            self.submission(new.instance_id), created, tuple(self.attachments(new.instance_id)), tuple(added)
+            self.submission(new.instance_id),
+            created,
+            tuple(self.attachments(new.instance_id)),
+            tuple(added),
+            superseded,
         )
 
-    def _check_same(self, con: psycopg.Connection[dict[str, Any]], new: NewSubmission) -> None:
-        """A resubmission must carry the stored content; :class:`ConflictError` otherwise."""
+    def _replaced(self, con: psycopg.Connection[dict[str, Any]], new: NewSubmission) -> SubmissionRecord | None:
+        """The version an edit replaces, locked and checked by :func:`edit_check`; None for a first version."""
+        if new.deprecated_id is None:
+            return None
         row = con.execute(
-            self._sql("SELECT content_hash, form_id FROM {submissions} WHERE instance_id = %s"), (new.instance_id,)
+            self._sql(f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s FOR UPDATE"),
+            (new.deprecated_id,),
         ).fetchone()
-        if row is None:
-            raise StoreError(f"intake store {self.url}: instanceID {new.instance_id!r} conflicted but is not stored")
-        if row["content_hash"] != new.content_hash or row["form_id"] != new.form_id:
-            raise ConflictError(
-                f"A submission already exists with this ID ({new.instance_id}), but with different content; "
-                "give an edited submission a new instanceID (ODK: meta/deprecatedID)"
-            )
+        old = None if row is None else _submission(row)
+        edit_check(old, new)
+        return old
+
+    def _insert_submission(
+        self, con: psycopg.Connection[dict[str, Any]], new: NewSubmission, old: SubmissionRecord | None
+    ) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; True when the row is new."""
+        dup_of, dup_score = edit_duplicate(old, new)
+        root = new.instance_id if old is None else (old.root_id or old.instance_id)
+        inserted = con.execute(
+            self._sql(
+                "INSERT INTO {submissions} (instance_id, form_id, version, answers, geometry, public_geometry, "
+                "lon, lat, category, content_hash, submitted_at, submitter, source, duplicate_of, "
+                "duplicate_score, receipt, deprecated_id, root_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (instance_id) DO NOTHING RETURNING id"
+            ),
+            (
+                new.instance_id, new.form_id, new.version, Json(new.answers), new.geometry_wkt,
+                new.public_geometry_wkt, new.lon, new.lat, new.category, new.content_hash,
+                new.submitted_at or utc_now(), new.submitter, new.source, dup_of, dup_score,
+                receipt_for(new.instance_id), new.deprecated_id, root,
+            ),
+        ).fetchone()  # fmt: skip
+        return inserted is not None
+
+    def _supersede(
+        self,
+        con: psycopg.Connection[dict[str, Any]],
+        old: SubmissionRecord,
+        new: NewSubmission,
+        uploaded: Sequence[StagedAttachment],
+    ) -> list[str]:
+        """Mark ``old`` replaced by ``new``, carry over the attachments ``new`` names but did not send; their names."""
+        con.execute(
+            self._sql("UPDATE {submissions} SET superseded_by = %s WHERE instance_id = %s"),
+            (new.instance_id, old.instance_id),
+        )
+        rows = con.execute(self._sql(_ATTACHMENTS_OF), (old.instance_id,)).fetchall()
+        carried = carried_attachments([AttachmentRecord(**r) for r in rows], new, uploaded)
+        for a in carried:
+            self._insert_attachment(con, new.instance_id, a)
+        before, after = (
+            {"state": old.state, "superseded_by": None},
+            {"state": old.state, "superseded_by": new.instance_id},
+        )
+        self._audit(con, new.submitter, "superseded", old.instance_id, None, before, after)
+        return [a.name for a in carried]
 
     def _insert_attachment(
         self, con: psycopg.Connection[dict[str, Any]], instance_id: str, a: StagedAttachment
@@ -312,35 +384,50 @@ class PostgresIntakeStore:
         return _submission(rows[0])
 
     def submissions(
-        self, *, form_id: str | None = None, state: str | None = None, limit: int | None = None, offset: int = 0
+        self,
+        *,
+        form_id: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_superseded: bool = False,
     ) -> list[SubmissionRecord]:
-        """Submissions in arrival order, optionally of one form and/or one state."""
+        """Submissions in arrival order, optionally of one form and/or one state; current versions unless asked."""
         given = {k: v for k, v in {"form_id": form_id, "state": state}.items() if v is not None}
-        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in given)
+        tests: list[sql.Composable] = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in given]
+        tests += [] if include_superseded else [sql.SQL("superseded_by IS NULL")]
         query = sql.SQL("SELECT {} FROM {}{}{} ORDER BY id LIMIT %s OFFSET %s").format(
-            sql.SQL(_SUB_COLUMNS), self._t["submissions"], sql.SQL(" WHERE " if given else ""), where
+            sql.SQL(_SUB_COLUMNS),
+            self._t["submissions"],
+            sql.SQL(" WHERE " if tests else ""),
+            sql.SQL(" AND ").join(tests),
         )
         return [_submission(r) for r in self._query(query, (*given.values(), limit, offset))]
+
+    def versions(self, instance_id: str) -> list[SubmissionRecord]:
+        """Every version of the submission ``instance_id`` belongs to (its edits from the field), oldest first."""
+        query = self._sql(
+            f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE root_id = "
+            "(SELECT root_id FROM {submissions} WHERE instance_id = %s) ORDER BY id"
+        )
+        found = [_submission(r) for r in self._query(query, (instance_id,))]
+        if not found:
+            raise NotFoundError(f"no submission with instanceID {instance_id!r}")
+        return found
 
     def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
         """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
         query = self._sql(
             f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE form_id = %s AND submitted_at >= %s "
-            "AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s AND category IS NOT DISTINCT FROM %s ORDER BY id"
+            "AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s AND category IS NOT DISTINCT FROM %s "
+            "AND superseded_by IS NULL ORDER BY id"
         )
         args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
         return [_submission(r) for r in self._query(query, args)]
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:
         """The attachments of one submission, by name."""
-        rows = self._query(
-            self._sql(
-                "SELECT name, sha256, size, media_type, path, instance_id FROM {attachments} "
-                "WHERE instance_id = %s ORDER BY name"
-            ),
-            (instance_id,),
-        )
-        return [AttachmentRecord(**r) for r in rows]
+        return [AttachmentRecord(**r) for r in self._query(self._sql(_ATTACHMENTS_OF), (instance_id,))]
 
     def moderate(
         self,
@@ -448,15 +535,7 @@ class PostgresIntakeStore:
     def gc(self, *, min_age_s: float = 3600.0) -> int:
         """Delete attachment files (and temporary files) no row refers to, older than ``min_age_s`` seconds."""
         referenced = {r["path"] for r in self._query(self._sql("SELECT DISTINCT path FROM {attachments}"))}
-        cutoff = time.time() - min_age_s
-        removed = 0
-        for file in self.attachments_dir.glob("*/*"):
-            rel = file.relative_to(self.attachments_dir).as_posix()
-            if rel not in referenced and file.is_file() and file.stat().st_mtime < cutoff:
-                file.unlink(missing_ok=True)
-                removed += 1
-        log.info("intake gc: %d unreferenced attachment files removed", removed)
-        return removed
+        return delete_unreferenced(self.attachments_dir, referenced, min_age_s=min_age_s)
 
     def integrity_check(self) -> str:
         """``"ok"``, or the problems: commits not durable, attachment rows whose file is missing or of another size."""

@@ -7,7 +7,11 @@ Attachments are written and fsynced first (:mod:`civicmap.intake.attachments`), 
 
 Idempotency is the ``UNIQUE`` constraint on ``submissions.instance_id``: the INSERT is tried and
 a constraint violation is answered by comparing content hashes (same: the stored one is
-returned and new attachments merged; other: :class:`ConflictError`). ``BEGIN IMMEDIATE`` takes
+returned and new attachments merged; other: :class:`ConflictError`). An edit from the field
+(``deprecated_id``) is checked (:func:`~civicmap.intake.base.edit_check`), inserted and marks the
+version it replaces ``superseded_by`` in the same transaction; a partial ``UNIQUE`` index on
+``deprecated_id`` keeps every version to one successor. Files made before edits existed get the
+columns ``deprecated_id``, ``superseded_by`` and ``root_id`` added when opened. ``BEGIN IMMEDIATE`` takes
 the write lock first, so two processes on the same file are serialised (``SQLITE_BUSY`` is
 waited out for ``busy_timeout_s``). WAL is refused on network file systems (NFS, SMB/CIFS),
 where its shared-memory index is unsafe.
@@ -21,14 +25,14 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from civicmap.errors import ConflictError, NotFoundError, StoreError
+from civicmap.errors import NotFoundError, StoreError
+from civicmap.intake.attachments import delete_unreferenced
 from civicmap.intake.base import (
     AttachmentRecord,
     AuditEntry,
@@ -39,7 +43,11 @@ from civicmap.intake.base import (
     StagedAttachment,
     SubmissionRecord,
     TokenRecord,
+    carried_attachments,
+    edit_check,
+    edit_duplicate,
     moderation_change,
+    resubmission_check,
 )
 from civicmap.types import BBox
 
@@ -59,7 +67,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     CHECK (state IN ('pending', 'approved', 'rejected', 'needs_changes')),
   content_hash TEXT NOT NULL, submitted_at TEXT NOT NULL, submitter TEXT NOT NULL, source TEXT NOT NULL,
   duplicate_of TEXT, duplicate_score REAL, row_version INTEGER NOT NULL DEFAULT 1, receipt TEXT NOT NULL,
-  reviewed_at TEXT, reviewed_by TEXT);
+  reviewed_at TEXT, reviewed_by TEXT, deprecated_id TEXT, superseded_by TEXT, root_id TEXT);
 CREATE INDEX IF NOT EXISTS submissions_form_state ON submissions (form_id, state);
 CREATE INDEX IF NOT EXISTS submissions_form_time ON submissions (form_id, submitted_at);
 CREATE TABLE IF NOT EXISTS attachments (
@@ -72,10 +80,16 @@ CREATE TABLE IF NOT EXISTS tokens (
   id TEXT PRIMARY KEY, hash TEXT NOT NULL, role TEXT NOT NULL, project TEXT NOT NULL, form_id TEXT,
   created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT, label TEXT);
 """
+#: Columns added since the first schema (edits from the field), added to older files when opened.
+_EDIT_COLUMNS = ("deprecated_id", "superseded_by", "root_id")
+_EDIT_SCHEMA = """
+CREATE UNIQUE INDEX IF NOT EXISTS submissions_deprecated ON submissions (deprecated_id) WHERE deprecated_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS submissions_root ON submissions (root_id);
+"""
 _SUB_COLUMNS = (
     "instance_id, form_id, version, answers, edited_answers, geometry, public_geometry, lon, lat, state, "
     "content_hash, submitted_at, submitter, source, category, duplicate_of, duplicate_score, row_version, receipt, "
-    "reviewed_at, reviewed_by"
+    "reviewed_at, reviewed_by, deprecated_id, superseded_by, root_id"
 )
 _NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs")
 
@@ -128,6 +142,7 @@ class SQLiteIntakeStore:
         with self._write() as con:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 con.execute(statement)
+            _add_edit_columns(con)
 
     # -- connections ---------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -216,40 +231,34 @@ class SQLiteIntakeStore:
     # -- submissions -----------------------------------------------------------------------
     def put_submission(self, new: NewSubmission, attachments: Sequence[StagedAttachment]) -> PutResult:
         """Insert a submission and its attachments in one transaction (idempotent; see the module docstring)."""
-        receipt = receipt_for(new.instance_id)
         with self._write() as con:
+            old = _replaced(con, new)
             try:
-                con.execute(
-                    "INSERT INTO submissions (instance_id, form_id, version, answers, geometry, public_geometry, "
-                    "lon, lat, category, content_hash, submitted_at, submitter, source, duplicate_of, "
-                    "duplicate_score, receipt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        new.instance_id, new.form_id, new.version, json.dumps(new.answers, ensure_ascii=False),
-                        new.geometry_wkt, new.public_geometry_wkt, new.lon, new.lat, new.category,
-                        new.content_hash, new.submitted_at or utc_now(), new.submitter, new.source,
-                        new.duplicate_of, new.duplicate_score, receipt,
-                    ),
-                )  # fmt: skip
+                _insert_submission(con, new, old)
                 created = True
             except sqlite3.IntegrityError:
                 created = False
                 row = con.execute(
-                    "SELECT content_hash, form_id FROM submissions WHERE instance_id = ?", (new.instance_id,)
+                    "SELECT content_hash, form_id, deprecated_id FROM submissions WHERE instance_id = ?",
+                    (new.instance_id,),
                 ).fetchone()
                 if row is None:  # another constraint failed: not a resubmission
                     raise
-                if row["content_hash"] != new.content_hash or row["form_id"] != new.form_id:
-                    raise ConflictError(
-                        f"A submission already exists with this ID ({new.instance_id}), but with different content; "
-                        "give an edited submission a new instanceID (ODK: meta/deprecatedID)"
-                    ) from None
+                resubmission_check(row, new)
             added = [a.name for a in attachments if _insert_attachment(con, new.instance_id, a)]
             if created:
-                _audit(con, new.submitter, "submit", new.instance_id, None, None, {"source": new.source})
+                carried = _supersede(con, old, new, attachments) if old is not None else []
+                after = {"source": new.source} | ({"deprecated_id": old.instance_id, "carried": carried} if old else {})
+                _audit(con, new.submitter, "edit" if old else "submit", new.instance_id, None, None, after)
             elif added:
                 _audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
+        superseded = self.submission(old.instance_id) if old is not None and created else None
         return PutResult(
-            self.submission(new.instance_id), created, tuple(self.attachments(new.instance_id)), tuple(added)
+            self.submission(new.instance_id),
+            created,
+            tuple(self.attachments(new.instance_id)),
+            tuple(added),
+            superseded,
         )
 
     def submission(self, instance_id: str) -> SubmissionRecord:
@@ -264,31 +273,46 @@ class SQLiteIntakeStore:
         return _submission(row)
 
     def submissions(
-        self, *, form_id: str | None = None, state: str | None = None, limit: int | None = None, offset: int = 0
+        self,
+        *,
+        form_id: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_superseded: bool = False,
     ) -> list[SubmissionRecord]:
-        """Submissions in arrival order, optionally of one form and/or one state."""
+        """Submissions in arrival order, optionally of one form and/or one state; current versions unless asked."""
         where, args = _filters(form_id=form_id, state=state)
+        if not include_superseded:
+            where += (" AND" if where else " WHERE") + " superseded_by IS NULL"
         sql = f"SELECT {_SUB_COLUMNS} FROM submissions{where} ORDER BY id LIMIT ? OFFSET ?"
         rows = self._con().execute(sql, (*args, -1 if limit is None else limit, offset))
         return [_submission(r) for r in rows]
+
+    def versions(self, instance_id: str) -> list[SubmissionRecord]:
+        """Every version of the submission ``instance_id`` belongs to (its edits from the field), oldest first."""
+        rows = self._con().execute(
+            f"SELECT {_SUB_COLUMNS} FROM submissions WHERE root_id = "
+            "(SELECT root_id FROM submissions WHERE instance_id = ?) ORDER BY id",
+            (instance_id,),
+        )
+        found = [_submission(r) for r in rows]
+        if not found:
+            raise NotFoundError(f"no submission with instanceID {instance_id!r}")
+        return found
 
     def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
         """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
         sql = (
             f"SELECT {_SUB_COLUMNS} FROM submissions WHERE form_id = ? AND submitted_at >= ? "
-            "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND category IS ? ORDER BY id"
+            "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND category IS ? AND superseded_by IS NULL ORDER BY id"
         )
         args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
         return [_submission(r) for r in self._con().execute(sql, args)]
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:
         """The attachments of one submission, by name."""
-        rows = self._con().execute(
-            "SELECT name, sha256, size, media_type, path, instance_id FROM attachments WHERE instance_id = ? "
-            "ORDER BY name",
-            (instance_id,),
-        )
-        return [AttachmentRecord(**dict(r)) for r in rows]
+        return _attachments(self._con(), instance_id)
 
     def moderate(
         self,
@@ -322,19 +346,7 @@ class SQLiteIntakeStore:
         """Audit log lines (of one submission when given), oldest first."""
         where, args = (" WHERE instance_id = ?", (instance_id,)) if instance_id else ("", ())
         rows = self._con().execute(f"SELECT * FROM audit_log{where} ORDER BY id", args)
-        return [
-            AuditEntry(
-                r["id"],
-                r["who"],
-                r["at"],
-                r["action"],
-                r["instance_id"],
-                r["reason"],
-                _json(r["before"]),
-                _json(r["after"]),
-            )
-            for r in rows
-        ]
+        return [AuditEntry(**{**dict(r), "before": _json(r["before"]), "after": _json(r["after"])}) for r in rows]
 
     # -- tokens ----------------------------------------------------------------------------
     def add_token(self, record: TokenRecord, token_hash: str) -> None:
@@ -374,19 +386,73 @@ class SQLiteIntakeStore:
     def gc(self, *, min_age_s: float = 3600.0) -> int:
         """Delete attachment files (and temporary files) no row refers to, older than ``min_age_s`` seconds."""
         referenced = {r[0] for r in self._con().execute("SELECT DISTINCT path FROM attachments")}
-        cutoff = time.time() - min_age_s
-        removed = 0
-        for file in self.attachments_dir.glob("*/*"):
-            rel = file.relative_to(self.attachments_dir).as_posix()
-            if rel not in referenced and file.is_file() and file.stat().st_mtime < cutoff:
-                file.unlink(missing_ok=True)
-                removed += 1
-        log.info("intake gc: %d unreferenced attachment files removed", removed)
-        return removed
+        return delete_unreferenced(self.attachments_dir, referenced, min_age_s=min_age_s)
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
         return "; ".join(str(r[0]) for r in self._con().execute("PRAGMA integrity_check"))
+
+
+def _add_edit_columns(con: sqlite3.Connection) -> None:
+    """Add the edit columns to a file made before them (``root_id`` of old rows: their own ID), then their indexes."""
+    have = {r["name"] for r in con.execute("PRAGMA table_info(submissions)")}
+    for column in _EDIT_COLUMNS:
+        if column not in have:
+            con.execute(f"ALTER TABLE submissions ADD COLUMN {column} TEXT")
+            log.info("intake store: column submissions.%s added", column)
+    if "root_id" not in have:
+        con.execute("UPDATE submissions SET root_id = instance_id WHERE root_id IS NULL")
+    for statement in filter(str.strip, _EDIT_SCHEMA.split(";")):
+        con.execute(statement)
+
+
+def _replaced(con: sqlite3.Connection, new: NewSubmission) -> SubmissionRecord | None:
+    """The version an edit replaces, checked by :func:`edit_check`; None for a first version."""
+    if new.deprecated_id is None:
+        return None
+    row = con.execute(f"SELECT {_SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (new.deprecated_id,)).fetchone()
+    old = None if row is None else _submission(row)
+    edit_check(old, new)
+    return old
+
+
+def _insert_submission(con: sqlite3.Connection, new: NewSubmission, old: SubmissionRecord | None) -> None:
+    dup_of, dup_score = edit_duplicate(old, new)
+    root = new.instance_id if old is None else (old.root_id or old.instance_id)
+    con.execute(
+        "INSERT INTO submissions (instance_id, form_id, version, answers, geometry, public_geometry, lon, lat, "
+        "category, content_hash, submitted_at, submitter, source, duplicate_of, duplicate_score, receipt, "
+        "deprecated_id, root_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new.instance_id, new.form_id, new.version, json.dumps(new.answers, ensure_ascii=False),
+            new.geometry_wkt, new.public_geometry_wkt, new.lon, new.lat, new.category, new.content_hash,
+            new.submitted_at or utc_now(), new.submitter, new.source, dup_of, dup_score,
+            receipt_for(new.instance_id), new.deprecated_id, root,
+        ),
+    )  # fmt: skip
+
+
+def _supersede(
+    con: sqlite3.Connection, old: SubmissionRecord, new: NewSubmission, uploaded: Sequence[StagedAttachment]
+) -> list[str]:
+    """Mark ``old`` replaced by ``new``, carry over the attachments ``new`` names but did not send; their names."""
+    con.execute("UPDATE submissions SET superseded_by = ? WHERE instance_id = ?", (new.instance_id, old.instance_id))
+    carried = carried_attachments(_attachments(con, old.instance_id), new, uploaded)
+    for a in carried:
+        _insert_attachment(con, new.instance_id, a)
+    before = {"state": old.state, "superseded_by": None}
+    _audit(
+        con, new.submitter, "superseded", old.instance_id, None, before, {**before, "superseded_by": new.instance_id}
+    )
+    return [a.name for a in carried]
+
+
+def _attachments(con: sqlite3.Connection, instance_id: str) -> list[AttachmentRecord]:
+    rows = con.execute(
+        "SELECT name, sha256, size, media_type, path, instance_id FROM attachments WHERE instance_id = ? ORDER BY name",
+        (instance_id,),
+    )
+    return [AttachmentRecord(**dict(r)) for r in rows]
 
 
 def _insert_attachment(con: sqlite3.Connection, instance_id: str, a: StagedAttachment) -> bool:

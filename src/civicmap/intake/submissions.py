@@ -71,15 +71,19 @@ class Incoming:
     version: str | None = None
     location: Any = None
     source: Literal["json", "openrosa", "file"] = "json"
+    deprecated_id: str | None = None
+    """The instanceID this submission edits (ODK ``meta/deprecatedID``, JSON ``deprecated_id``)."""
 
 
 def parse_json_submission(form_id: str, payload: Any, *, idempotency_key: str | None = None) -> Incoming:
     """``{"instance_id", "answers", "location"?, "version"?}`` -> :class:`Incoming` (InputError if malformed)."""
     if not isinstance(payload, Mapping):
         raise InputError("the submission must be a JSON object with 'instance_id', 'answers' and optional 'location'")
-    unknown = sorted(set(payload) - {"instance_id", "answers", "location", "version"})
+    unknown = sorted(set(payload) - {"instance_id", "answers", "location", "version", "deprecated_id"})
     if unknown:
-        raise InputError(f"unknown submission keys {unknown}; expected instance_id, answers, location, version")
+        raise InputError(
+            f"unknown submission keys {unknown}; expected instance_id, answers, location, version, deprecated_id"
+        )
     answers = payload.get("answers")
     if not isinstance(answers, Mapping):
         raise InputError("'answers' must be a JSON object mapping question names to answers")
@@ -91,6 +95,7 @@ def parse_json_submission(form_id: str, payload: Any, *, idempotency_key: str | 
         version=None if payload.get("version") is None else str(payload["version"]),
         location=payload.get("location"),
         source="json",
+        deprecated_id=None if payload.get("deprecated_id") is None else _check_instance_id(payload["deprecated_id"]),
     )
 
 
@@ -114,7 +119,11 @@ def parse_openrosa_xml(data: bytes) -> Incoming:
     instance_id = answers.pop("meta/instanceID", None)
     if not instance_id:
         raise InputError("the instance has no meta/instanceID; ODK forms add it (pyxform does by default)")
-    return Incoming(form_id, _check_instance_id(instance_id), answers, root.get("version"), None, "openrosa")
+    deprecated = answers.pop("meta/deprecatedID", None) or None  # an edit of that instance (see civicmap.intake.base)
+    return Incoming(
+        form_id, _check_instance_id(instance_id), answers, root.get("version"), None, "openrosa",
+        None if deprecated is None else _check_instance_id(deprecated),
+    )  # fmt: skip
 
 
 def _check_instance_id(value: Any) -> str:
@@ -169,15 +178,19 @@ def submit(
     submitter: str,
     area: BBox | None = None,
     limits: IntakeLimits | None = None,
+    form: FormRecord | None = None,
 ) -> PutResult:
     """Validate ``incoming`` against its published form and store it with its attachments.
 
+    ``form`` is the form version ``incoming`` names when the caller has just read it (saves a
+    second read of the store); by default it is read here.
     Raises :class:`NotFoundError` (unknown form/version), :class:`ConflictError` (closed form; same
     instanceID with other content), :class:`SubmissionError` (every answer problem) and the
     attachment errors (:class:`InputError`, :class:`TooLargeError`, :class:`MediaTypeError`).
     """
     limits = limits or IntakeLimits()
-    form = store.form(incoming.form_id, incoming.version)
+    if form is None or (form.form_id, form.version) != (incoming.form_id, incoming.version or form.version):
+        form = store.form(incoming.form_id, incoming.version)
     if not form.open:
         raise ConflictError(f"form {form.form_id!r} is closed: it is not accepting submissions")
     schema = form_schema(form)
@@ -296,6 +309,7 @@ def _new_submission(
         submitted_at=now,
         duplicate_of=dup_of,
         duplicate_score=score,
+        deprecated_id=incoming.deprecated_id,
     )
 
 

@@ -3,6 +3,7 @@
 >>> from civicmap.serve import create_app, run
 >>> app = create_app("sample_data/demo")                      # doctest: +SKIP
 >>> run("sample_data/demo", host="127.0.0.1", port=8000)      # doctest: +SKIP
+>>> run("sample_data/demo", workers=2)                       # doctest: +SKIP (2 processes, one port)
 
 Only public layers are served (``meta["public"] is not False``) and never their
 ``meta["private_fields"]``; a private layer answers exactly like an absent one (404).

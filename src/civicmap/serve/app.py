@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 import civicmap
+from civicmap.errors import ConfigError, InputError
 from civicmap.serve._web import install_web
 from civicmap.serve.deps import LayerCatalog, ServiceState
 from civicmap.serve.errors import REQUEST_ID_HEADER, RequestContextMiddleware, install_error_handlers
@@ -28,9 +30,12 @@ from civicmap.store import Store
 from civicmap.tiles.cache import TileCache
 from civicmap.workspace import open_workspace
 
-__all__ = ["ServedWorkspace", "create_app", "run"]
+__all__ = ["WORKSPACE_ENV", "ServedWorkspace", "create_app", "create_app_from_env", "run"]
 
 log = logging.getLogger(__name__)
+
+#: The project folder a worker process serves (set by :func:`run` for ``workers > 1``).
+WORKSPACE_ENV = "CIVICMAP_SERVE_WORKSPACE"
 
 
 class ServedWorkspace(Protocol):
@@ -96,6 +101,14 @@ def create_app(workspace: ServedWorkspace | str | Path, settings: ServiceSetting
     return app
 
 
+def create_app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process: the folder in ``CIVICMAP_SERVE_WORKSPACE``, settings from the env."""
+    folder = os.environ.get(WORKSPACE_ENV, "")
+    if not folder:
+        raise ConfigError(f"{WORKSPACE_ENV} is not set; start worker processes with `civicmap serve --workers N`")
+    return create_app(folder, ServiceSettings.from_env())
+
+
 def run(
     workspace_path: str | Path,
     *,
@@ -103,15 +116,41 @@ def run(
     port: int | None = None,
     settings: ServiceSettings | None = None,
     log_level: str = "info",
+    workers: int = 1,
 ) -> None:
     """Serve the workspace in folder ``workspace_path`` with uvicorn until interrupted.
 
     ``host``/``port`` override the settings (default: ``CIVICMAP_HOST``/``CIVICMAP_PORT``, else
-    127.0.0.1:8000).
+    127.0.0.1:8000). ``workers > 1`` starts that many processes on one socket (uvicorn's
+    supervisor restarts one that dies), to use more than one CPU: each opens the workspace and its
+    intake itself, with its own tile cache, catalogue and anonymous rate limit. Worker processes
+    read their settings from the ``CIVICMAP_*`` variables, so other ``settings`` than those
+    (apart from host and port) are a :class:`ConfigError`.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers {workers!r} must be a whole number of processes, at least 1")
     base = settings or ServiceSettings.from_env()
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     final = ServiceSettings(**{**base.__dict__, **overrides})
-    app = create_app(workspace_path, final)
-    log.info("serving %s on http://%s:%d", workspace_path, final.host, final.port)
-    uvicorn.run(app, host=final.host, port=final.port, log_level=log_level, proxy_headers=True)
+    log.info("serving %s on http://%s:%d (%d worker processes)", workspace_path, final.host, final.port, workers)
+    if workers == 1:
+        app = create_app(workspace_path, final)
+        uvicorn.run(app, host=final.host, port=final.port, log_level=log_level, proxy_headers=True)
+        return
+    if ServiceSettings.from_env(host=final.host, port=final.port) != final:
+        raise ConfigError(
+            "with workers > 1 each worker process reads its settings from CIVICMAP_* variables; "
+            "set them there instead of passing other settings"
+        )
+    folder = Path(workspace_path).resolve()
+    open_workspace(folder)  # fail here, once, rather than in every worker the supervisor restarts
+    os.environ[WORKSPACE_ENV] = str(folder)
+    uvicorn.run(
+        "civicmap.serve.app:create_app_from_env",
+        factory=True,
+        workers=workers,
+        host=final.host,
+        port=final.port,
+        log_level=log_level,
+        proxy_headers=True,
+    )

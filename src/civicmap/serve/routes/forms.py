@@ -10,7 +10,8 @@ Tokens: ``Authorization: Bearer <token>``, or ODK-style ``/key/<token>/...`` URL
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from civicmap.errors import NotFoundError, TooLargeError
 from civicmap.intake import ChangeEvent, Intake, open_intake
 from civicmap.intake.forms import form_metadata, schema_document
-from civicmap.intake.tokens import Principal
+from civicmap.intake.tokens import ANONYMOUS, Principal
 from civicmap.serve._refresh import LayerRefresher
 from civicmap.serve.deps import LayerCatalog
 from civicmap.serve.routes._respond import base_url
@@ -26,11 +27,22 @@ from civicmap.tiles.cache import TileCache
 from civicmap.tiles.grid import lonlat_to_mercator
 from civicmap.types import BBox
 
-__all__ = ["Caller", "IntakeDep", "get_caller", "get_intake", "install_intake", "read_body", "router"]
+__all__ = [
+    "Caller",
+    "IntakeDep",
+    "get_caller",
+    "get_intake",
+    "install_intake",
+    "read_body",
+    "router",
+    "run_submission",
+]
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["survey intake"])
+
+T = TypeVar("T")
 
 
 def install_intake(app: FastAPI, workspace: Any, cache: TileCache, catalog: LayerCatalog) -> Intake | None:
@@ -61,6 +73,7 @@ def install_intake(app: FastAPI, workspace: Any, cache: TileCache, catalog: Laye
 
     intake.on_change(invalidate)
     app.state.civicmap_intake = intake
+    app.state.civicmap_intake_limiter = anyio.CapacityLimiter(intake.write_concurrency)
     from civicmap.serve.routes import moderation, openrosa, submissions  # noqa: PLC0415 - they import this module
 
     for r in (router, submissions.router, openrosa.router, moderation.router):
@@ -86,10 +99,22 @@ async def get_caller(request: Request, intake: IntakeDep) -> Principal:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
+    if token is None:  # nothing to look up: no trip to a worker thread
+        return ANONYMOUS
     return await anyio.to_thread.run_sync(intake.authenticate, token)
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
+
+
+async def run_submission(request: Request, func: Callable[[], T]) -> T:
+    """Run ``func`` (one submission: validation and the durable write) in a worker thread.
+
+    At most :attr:`Intake.write_concurrency` run at once per process; the others wait in arrival
+    order (an anyio capacity limiter is first come, first served), without holding a thread.
+    """
+    limiter: anyio.CapacityLimiter = request.app.state.civicmap_intake_limiter
+    return await anyio.to_thread.run_sync(func, limiter=limiter)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

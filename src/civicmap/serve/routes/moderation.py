@@ -4,9 +4,14 @@
 route                                                  role                       answer
 =====================================================  =========================  ===================
 ``GET /moderation/submissions?state=&form_id=``        moderator, analyst, admin  200 list
+``GET /moderation/submissions/{instance_id}/versions``  moderator, analyst, admin  200 list
 ``POST /moderation/submissions/{instance_id}``         moderator, admin           200 record
 ``GET /moderation/export.{geojson,csv,gpkg}``          moderator, analyst, admin  200 file
 =====================================================  =========================  ===================
+
+The queue and exports hold current versions only: a version replaced by an edit from the field
+(``superseded_by`` set) is listed with ``include_superseded=true`` and in ``/versions``, the whole
+chain oldest first; moderating it is 409 (moderate the edit that replaced it).
 
 The POST body is ``{"state", "reason", "edits", "expected_version"}``; edits are kept apart from
 the original answers. 401 without a valid token, 403 wrong role or form scope, 404 unknown
@@ -50,14 +55,28 @@ def list_submissions(
     form_id: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    include_superseded: Annotated[bool, Query()] = False,
 ) -> list[dict[str, Any]]:
     """Submissions (private answers included) in arrival order; ``state=all`` for every state."""
     scope = form_id or caller.form_id
     require(caller, CAN_READ_RAW, form_id=scope, action="reading submissions")
     records = intake.store.submissions(
-        form_id=scope, state=None if state == "all" else state, limit=limit, offset=offset
+        form_id=scope,
+        state=None if state == "all" else state,
+        limit=limit,
+        offset=offset,
+        include_superseded=include_superseded,
     )
     return [submission_document(r, include_private=True) for r in records]
+
+
+@router.get("/submissions/{instance_id}/versions", summary="Versions of a submission")
+def submission_versions(instance_id: str, intake: IntakeDep, caller: Caller) -> list[dict[str, Any]]:
+    """Every version of the submission ``instance_id`` belongs to (edits from the field), oldest first; 404 if none."""
+    require(caller, CAN_READ_RAW, form_id=caller.form_id, action="reading submissions")
+    versions = intake.store.versions(instance_id)
+    require(caller, CAN_READ_RAW, form_id=versions[0].form_id if caller.form_id else None, action="reading submissions")
+    return [submission_document(r, include_private=True) for r in versions]
 
 
 @router.post("/submissions/{instance_id}", summary="Moderate a submission")

@@ -17,6 +17,12 @@ malformed (no/two XML parts, unsafe or broken XML, missing instanceID, bad attac
 401/403 token, 404 unknown form or version, 409 other content under the same instanceID or a
 closed form, 413 too large, 415 attachment type, 422 answer problems. A retry of a stored
 submission (same XML) answers 201 again and adds the attachments it brings (split submissions).
+
+An **edit** (``meta/deprecatedID`` naming the version it replaces, as ODK Collect and Enketo send
+it) is stored as a new version and answers 201 like a new submission; the replaced version leaves
+the layers (see :mod:`civicmap.intake.base`). 404 when the deprecatedID is not stored here, 409
+when it is of another form or was already replaced by another edit (the copy edited is out of
+date), 403 when another submitter sends it or an anonymous edit targets an approved report.
 Tokens in ``/key/{token}/`` URLs are masked in uvicorn's access log.
 """
 
@@ -26,7 +32,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from xml.sax.saxutils import escape
 
-import anyio
 from fastapi import APIRouter, Request, Response
 
 from civicmap.errors import CivicmapError, InputError, SubmissionError
@@ -35,7 +40,7 @@ from civicmap.intake.multipart import parse_multipart
 from civicmap.intake.submissions import parse_openrosa_xml
 from civicmap.serve.errors import status_for
 from civicmap.serve.routes._respond import base_url
-from civicmap.serve.routes.forms import Caller, IntakeDep, get_caller, read_body
+from civicmap.serve.routes.forms import Caller, IntakeDep, get_caller, read_body, run_submission
 
 __all__ = ["OPENROSA_NS", "TokenLogFilter", "router"]
 
@@ -138,8 +143,9 @@ async def submission_post(request: Request, intake: IntakeDep) -> Response:
         files = {(p.filename or p.name or ""): p.data for p in parts if p.name != "xml_submission_file"}
         incoming = parse_openrosa_xml(xml[0].data)
         client = request.client.host if request.client else ""
-        result = await anyio.to_thread.run_sync(lambda: intake.submit(incoming, files, principal=caller, client=client))
+        result = await run_submission(request, lambda: intake.submit(incoming, files, principal=caller, client=client))
+        kind = "Edit" if result.record.deprecated_id else "Submission"
         done = "received" if result.created else "already received"
-        return _xml(request, 201, f"Submission {done}; receipt {result.record.receipt}")
+        return _xml(request, 201, f"{kind} {done}; receipt {result.record.receipt}")
 
     return await _answer(request, work)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -22,7 +21,7 @@ from civicmap.errors import InputError
 from civicmap.intake.base import PutResult
 from civicmap.intake.multipart import parse_multipart
 from civicmap.intake.submissions import parse_json_submission
-from civicmap.serve.routes.forms import Caller, IntakeDep, read_body
+from civicmap.serve.routes.forms import Caller, IntakeDep, read_body, run_submission
 
 __all__ = ["receipt_document", "router"]
 
@@ -64,5 +63,5 @@ async def post_submission(form_id: str, request: Request, intake: IntakeDep, cal
     payload, files = _split(body, request.headers.get("content-type", "application/json"))
     incoming = parse_json_submission(form_id, payload, idempotency_key=request.headers.get("idempotency-key"))
     client = request.client.host if request.client else ""
-    result = await anyio.to_thread.run_sync(lambda: intake.submit(incoming, files, principal=caller, client=client))
+    result = await run_submission(request, lambda: intake.submit(incoming, files, principal=caller, client=client))
     return JSONResponse(receipt_document(result), status_code=201, headers={"Cache-Control": "no-store"})
