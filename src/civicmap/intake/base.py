@@ -14,9 +14,12 @@ states the rules both stores apply inside their write transaction.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -45,7 +48,9 @@ __all__ = [
     "edit_check",
     "edit_duplicate",
     "moderation_change",
+    "receipt_for",
     "resubmission_check",
+    "utc_now",
 ]
 
 State = Literal["pending", "approved", "rejected", "needs_changes"]
@@ -478,3 +483,14 @@ class IntakeStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def utc_now() -> str:
+    """Now, UTC, ISO 8601 with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def receipt_for(instance_id: str) -> str:
+    """A short receipt for people (8 letters/digits), the same for every retry of one submission."""
+    digest = hashlib.sha256(instance_id.encode()).digest()
+    return base64.b32encode(digest)[:8].decode()

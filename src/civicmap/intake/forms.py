@@ -19,8 +19,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from civicmap.errors import FormError
-from civicmap.intake.base import FormRecord, FormSettings, IntakeStore
-from civicmap.intake.store import utc_now
+from civicmap.intake.base import FormRecord, FormSettings, IntakeStore, utc_now
 from civicmap.sources.survey import Choice, FormField, FormSchema, read_form
 
 __all__ = ["form_list_xml", "form_metadata", "form_schema", "publish_form", "schema_document", "xform_md5"]

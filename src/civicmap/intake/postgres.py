@@ -39,7 +39,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -47,12 +46,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from civicmap.errors import NotFoundError, StoreError
+from civicmap.intake import _postgres_sql as pg
 from civicmap.intake.attachments import delete_unreferenced
 from civicmap.intake.base import (
     AttachmentRecord,
     AuditEntry,
     FormRecord,
-    FormSettings,
     NewSubmission,
     PutResult,
     StagedAttachment,
@@ -62,10 +61,11 @@ from civicmap.intake.base import (
     edit_check,
     edit_duplicate,
     moderation_change,
+    receipt_for,
     resubmission_check,
+    utc_now,
 )
-from civicmap.intake.store import receipt_for, utc_now
-from civicmap.store.postgis import _parse_url, _public_url
+from civicmap.store.postgis import _public_url
 from civicmap.types import BBox
 
 __all__ = ["TABLE_PREFIX", "PostgresIntakeStore"]
@@ -74,75 +74,6 @@ log = logging.getLogger(__name__)
 
 #: Every intake table's name starts with this.
 TABLE_PREFIX = "intake_"
-_TABLES = ("forms", "submissions", "attachments", "audit_log", "tokens")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {forms} (
-  form_id text NOT NULL, version text NOT NULL, title text, xlsform bytea, schema json NOT NULL,
-  xform_xml text NOT NULL, settings json NOT NULL, published_at text NOT NULL,
-  open boolean NOT NULL DEFAULT true, PRIMARY KEY (form_id, version));
-CREATE TABLE IF NOT EXISTS {submissions} (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, instance_id text NOT NULL UNIQUE, form_id text NOT NULL,
-  version text NOT NULL, answers json NOT NULL, edited_answers json, geometry text, public_geometry text,
-  lon double precision, lat double precision, category text, state text NOT NULL DEFAULT 'pending'
-    CHECK (state IN ('pending', 'approved', 'rejected', 'needs_changes')),
-  content_hash text NOT NULL, submitted_at text NOT NULL, submitter text NOT NULL, source text NOT NULL,
-  duplicate_of text, duplicate_score double precision, row_version integer NOT NULL DEFAULT 1,
-  receipt text NOT NULL, reviewed_at text, reviewed_by text, deprecated_id text, superseded_by text, root_id text);
-{edit_columns}
-CREATE UNIQUE INDEX IF NOT EXISTS {submissions_deprecated} ON {submissions} (deprecated_id)
-  WHERE deprecated_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS {submissions_root} ON {submissions} (root_id);
-CREATE INDEX IF NOT EXISTS {submissions_form_state} ON {submissions} (form_id, state);
-CREATE INDEX IF NOT EXISTS {submissions_form_time} ON {submissions} (form_id, submitted_at);
-CREATE TABLE IF NOT EXISTS {attachments} (
-  instance_id text NOT NULL REFERENCES {submissions} (instance_id), name text NOT NULL, sha256 text NOT NULL,
-  size bigint NOT NULL, media_type text NOT NULL, path text NOT NULL, PRIMARY KEY (instance_id, name));
-CREATE TABLE IF NOT EXISTS {audit_log} (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, who text NOT NULL, at text NOT NULL, action text NOT NULL,
-  instance_id text, reason text, before json, after json);
-CREATE TABLE IF NOT EXISTS {tokens} (
-  id text PRIMARY KEY, hash text NOT NULL, role text NOT NULL, project text NOT NULL, form_id text,
-  created_at text NOT NULL, expires_at text, revoked_at text, label text);
-"""
-_SUB_COLUMNS = (
-    "instance_id, form_id, version, answers, edited_answers, geometry, public_geometry, lon, lat, state, "
-    "content_hash, submitted_at, submitter, source, category, duplicate_of, duplicate_score, row_version, receipt, "
-    "reviewed_at, reviewed_by, deprecated_id, superseded_by, root_id"
-)
-#: For tables made before edits from the field existed; only run when a column is missing (ALTER locks the table).
-_EDIT_COLUMNS = """
-ALTER TABLE {submissions} ADD COLUMN IF NOT EXISTS deprecated_id text;
-ALTER TABLE {submissions} ADD COLUMN IF NOT EXISTS superseded_by text;
-ALTER TABLE {submissions} ADD COLUMN IF NOT EXISTS root_id text;
-UPDATE {submissions} SET root_id = instance_id WHERE root_id IS NULL;
-"""
-_INDEXES = ("submissions_form_state", "submissions_form_time", "submissions_deprecated", "submissions_root")
-_ATTACHMENTS_OF = (
-    "SELECT name, sha256, size, media_type, path, instance_id FROM {attachments} WHERE instance_id = %s ORDER BY name"
-)
-_FORM_COLUMNS = "form_id, version, title, xlsform, schema, xform_xml, settings, published_at, open"
-
-
-def _split_url(url: str) -> tuple[str, str, str | None, str | None]:
-    """The libpq connection string, schema, raster folder and attachments folder of a store URL.
-
-    ``options`` is taken out before the shared parser (which would turn its spaces into ``+``) and
-    put back with ``-c synchronous_commit=on`` last, so it wins.
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    own = {k: v for k, v in query if k in ("attachments_dir", "options")}
-    rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in own])))
-    conninfo, schema, raster_dir = _parse_url(rest)
-    options = psycopg.conninfo.conninfo_to_dict(conninfo).get("options") or ""
-    options = f"{own.get('options', '')} {options} -c synchronous_commit=on".strip()
-    return psycopg.conninfo.make_conninfo(conninfo, options=options), schema, raster_dir, own.get("attachments_dir")
-
-
-def _default_attachments_dir(schema: str, raster_dir: str | None) -> Path:
-    if raster_dir:
-        return Path(raster_dir).expanduser().resolve().parent / "intake_attachments" / schema
-    return Path.cwd() / ".civicmap" / "intake_attachments" / schema
 
 
 class PostgresIntakeStore:
@@ -154,12 +85,12 @@ class PostgresIntakeStore:
     """
 
     def __init__(self, url: str, *, attachments_dir: Path | None = None) -> None:
-        self._conninfo, self.schema, raster_dir, attachments = _split_url(url)
+        self._conninfo, self.schema, raster_dir, attachments = pg.split_url(url)
         self.url = _public_url(url)
         folder = attachments_dir or (Path(attachments) if attachments else None)
-        self.attachments_dir = (folder or _default_attachments_dir(self.schema, raster_dir)).expanduser().resolve()
+        self.attachments_dir = (folder or pg.default_attachments_dir(self.schema, raster_dir)).expanduser().resolve()
         self.attachments_dir.mkdir(parents=True, exist_ok=True)
-        self._t = {name: sql.Identifier(self.schema, TABLE_PREFIX + name) for name in _TABLES}
+        self._t = {name: sql.Identifier(self.schema, TABLE_PREFIX + name) for name in pg.TABLES}
         self._local = threading.local()
         self._all: list[psycopg.Connection[dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -208,7 +139,7 @@ class PostgresIntakeStore:
         return sql.SQL(text).format(**self._t)
 
     def _create_tables(self) -> None:
-        names = {k: sql.Identifier(f"{TABLE_PREFIX}{k}") for k in _INDEXES}
+        names = {k: sql.Identifier(f"{TABLE_PREFIX}{k}") for k in pg.INDEXES}
         with self._transaction() as con:
             con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"civicmap-intake:{self.schema}",))
             con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
@@ -217,7 +148,7 @@ class PostgresIntakeStore:
                 "AND column_name IN ('deprecated_id', 'superseded_by', 'root_id')",
                 (self.schema, f"{TABLE_PREFIX}submissions"),
             ).fetchone()
-            schema = _SCHEMA.replace("{edit_columns}", "" if have and have["n"] == 3 else _EDIT_COLUMNS)
+            schema = pg.SCHEMA.replace("{edit_columns}", "" if have and have["n"] == 3 else pg.EDIT_COLUMNS)
             for statement in filter(str.strip, schema.split(";")):
                 con.execute(sql.SQL(statement).format(**self._t, **names))
             fsync = con.execute("SHOW fsync").fetchone()
@@ -234,7 +165,7 @@ class PostgresIntakeStore:
         """Store a form version; publishing the same form_id + version again returns the stored one."""
         with self._transaction() as con:
             con.execute(
-                self._sql(f"INSERT INTO {{forms}} ({_FORM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                self._sql(f"INSERT INTO {{forms}} ({pg.FORM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                           "ON CONFLICT (form_id, version) DO NOTHING"),
                 (
                     record.form_id, record.version, record.title, record.xlsform, Json(record.schema),
@@ -250,25 +181,25 @@ class PostgresIntakeStore:
         """The latest version of every form, by form id."""
         rows = self._query(
             self._sql(
-                f"SELECT {_FORM_COLUMNS} FROM {{forms}} f WHERE published_at = (SELECT max(published_at) "
+                f"SELECT {pg.FORM_COLUMNS} FROM {{forms}} f WHERE published_at = (SELECT max(published_at) "
                 "FROM {forms} g WHERE g.form_id = f.form_id) ORDER BY form_id"
             )
         )
-        return [_form(r) for r in rows]
+        return [pg.form_record(r) for r in rows]
 
     def form(self, form_id: str, version: str | None = None) -> FormRecord:
         """One form version (the latest published when ``version`` is None)."""
         if version is None:
-            query = f"SELECT {_FORM_COLUMNS} FROM {{forms}} WHERE form_id = %s ORDER BY published_at DESC LIMIT 1"
+            query = f"SELECT {pg.FORM_COLUMNS} FROM {{forms}} WHERE form_id = %s ORDER BY published_at DESC LIMIT 1"
             rows = self._query(self._sql(query), (form_id,))
         else:
-            query = f"SELECT {_FORM_COLUMNS} FROM {{forms}} WHERE form_id = %s AND version = %s"
+            query = f"SELECT {pg.FORM_COLUMNS} FROM {{forms}} WHERE form_id = %s AND version = %s"
             rows = self._query(self._sql(query), (form_id, version))
         if not rows:
             known = [r["form_id"] for r in self._query(self._sql("SELECT DISTINCT form_id FROM {forms} ORDER BY 1"))]
             what = f"form {form_id!r}" + (f" version {version!r}" if version else "")
             raise NotFoundError(f"{what} is not published here; published forms: {', '.join(known) or 'none'}")
-        return _form(rows[0])
+        return pg.form_record(rows[0])
 
     def set_form_open(self, form_id: str, *, open_: bool, who: str) -> None:
         """Open or close every version of a form."""
@@ -310,10 +241,10 @@ class PostgresIntakeStore:
         if new.deprecated_id is None:
             return None
         row = con.execute(
-            self._sql(f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s FOR UPDATE"),
+            self._sql(f"SELECT {pg.SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s FOR UPDATE"),
             (new.deprecated_id,),
         ).fetchone()
-        old = None if row is None else _submission(row)
+        old = None if row is None else pg.submission_record(row)
         edit_check(old, new)
         return old
 
@@ -351,7 +282,7 @@ class PostgresIntakeStore:
             self._sql("UPDATE {submissions} SET superseded_by = %s WHERE instance_id = %s"),
             (new.instance_id, old.instance_id),
         )
-        rows = con.execute(self._sql(_ATTACHMENTS_OF), (old.instance_id,)).fetchall()
+        rows = con.execute(self._sql(pg.ATTACHMENTS_OF), (old.instance_id,)).fetchall()
         carried = carried_attachments([AttachmentRecord(**r) for r in rows], new, uploaded)
         for a in carried:
             self._insert_attachment(con, new.instance_id, a)
@@ -377,11 +308,11 @@ class PostgresIntakeStore:
     def submission(self, instance_id: str) -> SubmissionRecord:
         """One submission by instanceID."""
         rows = self._query(
-            self._sql(f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s"), (instance_id,)
+            self._sql(f"SELECT {pg.SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s"), (instance_id,)
         )
         if not rows:
             raise NotFoundError(f"no submission with instanceID {instance_id!r}")
-        return _submission(rows[0])
+        return pg.submission_record(rows[0])
 
     def submissions(
         self,
@@ -397,20 +328,20 @@ class PostgresIntakeStore:
         tests: list[sql.Composable] = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in given]
         tests += [] if include_superseded else [sql.SQL("superseded_by IS NULL")]
         query = sql.SQL("SELECT {} FROM {}{}{} ORDER BY id LIMIT %s OFFSET %s").format(
-            sql.SQL(_SUB_COLUMNS),
+            sql.SQL(pg.SUB_COLUMNS),
             self._t["submissions"],
             sql.SQL(" WHERE " if tests else ""),
             sql.SQL(" AND ").join(tests),
         )
-        return [_submission(r) for r in self._query(query, (*given.values(), limit, offset))]
+        return [pg.submission_record(r) for r in self._query(query, (*given.values(), limit, offset))]
 
     def versions(self, instance_id: str) -> list[SubmissionRecord]:
         """Every version of the submission ``instance_id`` belongs to (its edits from the field), oldest first."""
         query = self._sql(
-            f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE root_id = "
+            f"SELECT {pg.SUB_COLUMNS} FROM {{submissions}} WHERE root_id = "
             "(SELECT root_id FROM {submissions} WHERE instance_id = %s) ORDER BY id"
         )
-        found = [_submission(r) for r in self._query(query, (instance_id,))]
+        found = [pg.submission_record(r) for r in self._query(query, (instance_id,))]
         if not found:
             raise NotFoundError(f"no submission with instanceID {instance_id!r}")
         return found
@@ -418,16 +349,16 @@ class PostgresIntakeStore:
     def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
         """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
         query = self._sql(
-            f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE form_id = %s AND submitted_at >= %s "
+            f"SELECT {pg.SUB_COLUMNS} FROM {{submissions}} WHERE form_id = %s AND submitted_at >= %s "
             "AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s AND category IS NOT DISTINCT FROM %s "
             "AND superseded_by IS NULL ORDER BY id"
         )
         args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
-        return [_submission(r) for r in self._query(query, args)]
+        return [pg.submission_record(r) for r in self._query(query, args)]
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:
         """The attachments of one submission, by name."""
-        return [AttachmentRecord(**r) for r in self._query(self._sql(_ATTACHMENTS_OF), (instance_id,))]
+        return [AttachmentRecord(**r) for r in self._query(self._sql(pg.ATTACHMENTS_OF), (instance_id,))]
 
     def moderate(
         self,
@@ -442,12 +373,14 @@ class PostgresIntakeStore:
         """Set the state (and merge edits) if ``expected_version`` is current; one audit line."""
         with self._transaction() as con:
             row = con.execute(
-                self._sql(f"SELECT {_SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s FOR UPDATE"),
+                self._sql(f"SELECT {pg.SUB_COLUMNS} FROM {{submissions}} WHERE instance_id = %s FOR UPDATE"),
                 (instance_id,),
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no submission with instanceID {instance_id!r}")
-            change = moderation_change(_submission(row), state=state, edits=edits, expected_version=expected_version)
+            change = moderation_change(
+                pg.submission_record(row), state=state, edits=edits, expected_version=expected_version
+            )
             edited = change.edited_answers
             con.execute(
                 self._sql(
@@ -555,24 +488,3 @@ def _close_all(connections: list[psycopg.Connection[dict[str, Any]]], lock: thre
         for con in connections:
             con.close()
         connections.clear()
-
-
-def _form(row: Mapping[str, Any]) -> FormRecord:
-    return FormRecord(
-        form_id=row["form_id"],
-        version=row["version"],
-        title=row["title"],
-        schema=row["schema"],
-        xform_xml=row["xform_xml"],
-        xlsform=bytes(row["xlsform"] or b""),
-        published_at=row["published_at"],
-        open=bool(row["open"]),
-        settings=FormSettings.from_dict(row["settings"]),
-    )
-
-
-def _submission(row: Mapping[str, Any]) -> SubmissionRecord:
-    data = dict(row)
-    data["geometry_wkt"] = data.pop("geometry")
-    data["public_geometry_wkt"] = data.pop("public_geometry")
-    return SubmissionRecord(**data)

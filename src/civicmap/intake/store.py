@@ -19,35 +19,31 @@ where its shared-memory index is unsafe.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from civicmap.errors import NotFoundError, StoreError
+from civicmap.intake import _sqlite_sql as db
 from civicmap.intake.attachments import delete_unreferenced
 from civicmap.intake.base import (
     AttachmentRecord,
     AuditEntry,
     FormRecord,
-    FormSettings,
     NewSubmission,
     PutResult,
     StagedAttachment,
     SubmissionRecord,
     TokenRecord,
-    carried_attachments,
-    edit_check,
-    edit_duplicate,
     moderation_change,
+    receipt_for,
     resubmission_check,
+    utc_now,
 )
 from civicmap.types import BBox
 
@@ -55,54 +51,7 @@ __all__ = ["SQLiteIntakeStore", "receipt_for", "utc_now"]
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS forms (
-  form_id TEXT NOT NULL, version TEXT NOT NULL, title TEXT, xlsform BLOB, schema TEXT NOT NULL,
-  xform_xml TEXT NOT NULL, settings TEXT NOT NULL, published_at TEXT NOT NULL,
-  open INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (form_id, version));
-CREATE TABLE IF NOT EXISTS submissions (
-  id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL UNIQUE, form_id TEXT NOT NULL, version TEXT NOT NULL,
-  answers TEXT NOT NULL, edited_answers TEXT, geometry TEXT, public_geometry TEXT, lon REAL, lat REAL,
-  category TEXT, state TEXT NOT NULL DEFAULT 'pending'
-    CHECK (state IN ('pending', 'approved', 'rejected', 'needs_changes')),
-  content_hash TEXT NOT NULL, submitted_at TEXT NOT NULL, submitter TEXT NOT NULL, source TEXT NOT NULL,
-  duplicate_of TEXT, duplicate_score REAL, row_version INTEGER NOT NULL DEFAULT 1, receipt TEXT NOT NULL,
-  reviewed_at TEXT, reviewed_by TEXT, deprecated_id TEXT, superseded_by TEXT, root_id TEXT);
-CREATE INDEX IF NOT EXISTS submissions_form_state ON submissions (form_id, state);
-CREATE INDEX IF NOT EXISTS submissions_form_time ON submissions (form_id, submitted_at);
-CREATE TABLE IF NOT EXISTS attachments (
-  instance_id TEXT NOT NULL REFERENCES submissions (instance_id), name TEXT NOT NULL, sha256 TEXT NOT NULL,
-  size INTEGER NOT NULL, media_type TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (instance_id, name));
-CREATE TABLE IF NOT EXISTS audit_log (
-  id INTEGER PRIMARY KEY, who TEXT NOT NULL, at TEXT NOT NULL, action TEXT NOT NULL, instance_id TEXT,
-  reason TEXT, before TEXT, after TEXT);
-CREATE TABLE IF NOT EXISTS tokens (
-  id TEXT PRIMARY KEY, hash TEXT NOT NULL, role TEXT NOT NULL, project TEXT NOT NULL, form_id TEXT,
-  created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT, label TEXT);
-"""
-#: Columns added since the first schema (edits from the field), added to older files when opened.
-_EDIT_COLUMNS = ("deprecated_id", "superseded_by", "root_id")
-_EDIT_SCHEMA = """
-CREATE UNIQUE INDEX IF NOT EXISTS submissions_deprecated ON submissions (deprecated_id) WHERE deprecated_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS submissions_root ON submissions (root_id);
-"""
-_SUB_COLUMNS = (
-    "instance_id, form_id, version, answers, edited_answers, geometry, public_geometry, lon, lat, state, "
-    "content_hash, submitted_at, submitter, source, category, duplicate_of, duplicate_score, row_version, receipt, "
-    "reviewed_at, reviewed_by, deprecated_id, superseded_by, root_id"
-)
 _NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs")
-
-
-def utc_now() -> str:
-    """Now, UTC, ISO 8601 with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def receipt_for(instance_id: str) -> str:
-    """A short receipt for people (8 letters/digits), the same for every retry of one submission."""
-    digest = hashlib.sha256(instance_id.encode()).digest()
-    return base64.b32encode(digest)[:8].decode()
 
 
 def _filesystem_type(path: Path) -> str | None:
@@ -140,9 +89,9 @@ class SQLiteIntakeStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self._write() as con:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in filter(str.strip, db.SCHEMA.split(";")):
                 con.execute(statement)
-            _add_edit_columns(con)
+            db.add_edit_columns(con)
 
     # -- connections ---------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -195,7 +144,9 @@ class SQLiteIntakeStore:
                     record.xform_xml, json.dumps(record.settings.to_dict()), record.published_at, int(record.open),
                 ),
             )  # fmt: skip
-            _audit(con, "cli", "publish_form", None, None, None, {"form_id": record.form_id, "version": record.version})
+            db.audit(
+                con, "cli", "publish_form", None, None, None, {"form_id": record.form_id, "version": record.version}
+            )
         return self.form(record.form_id, record.version)
 
     def forms(self) -> list[FormRecord]:
@@ -204,7 +155,7 @@ class SQLiteIntakeStore:
             "SELECT * FROM forms f WHERE published_at = (SELECT max(published_at) FROM forms g "
             "WHERE g.form_id = f.form_id) ORDER BY form_id"
         )
-        return [_form(r) for r in rows]
+        return [db.form_record(r) for r in rows]
 
     def form(self, form_id: str, version: str | None = None) -> FormRecord:
         """One form version (the latest published when ``version`` is None)."""
@@ -219,22 +170,22 @@ class SQLiteIntakeStore:
             known = [r[0] for r in con.execute("SELECT DISTINCT form_id FROM forms ORDER BY 1")]
             what = f"form {form_id!r}" + (f" version {version!r}" if version else "")
             raise NotFoundError(f"{what} is not published here; published forms: {', '.join(known) or 'none'}")
-        return _form(row)
+        return db.form_record(row)
 
     def set_form_open(self, form_id: str, *, open_: bool, who: str) -> None:
         """Open or close every version of a form."""
         self.form(form_id)
         with self._write() as con:
             con.execute("UPDATE forms SET open = ? WHERE form_id = ?", (int(open_), form_id))
-            _audit(con, who, "open_form" if open_ else "close_form", None, None, None, {"form_id": form_id})
+            db.audit(con, who, "open_form" if open_ else "close_form", None, None, None, {"form_id": form_id})
 
     # -- submissions -----------------------------------------------------------------------
     def put_submission(self, new: NewSubmission, attachments: Sequence[StagedAttachment]) -> PutResult:
         """Insert a submission and its attachments in one transaction (idempotent; see the module docstring)."""
         with self._write() as con:
-            old = _replaced(con, new)
+            old = db.replaced(con, new)
             try:
-                _insert_submission(con, new, old)
+                db.insert_submission(con, new, old)
                 created = True
             except sqlite3.IntegrityError:
                 created = False
@@ -245,13 +196,13 @@ class SQLiteIntakeStore:
                 if row is None:  # another constraint failed: not a resubmission
                     raise
                 resubmission_check(row, new)
-            added = [a.name for a in attachments if _insert_attachment(con, new.instance_id, a)]
+            added = [a.name for a in attachments if db.insert_attachment(con, new.instance_id, a)]
             if created:
-                carried = _supersede(con, old, new, attachments) if old is not None else []
+                carried = db.supersede(con, old, new, attachments) if old is not None else []
                 after = {"source": new.source} | ({"deprecated_id": old.instance_id, "carried": carried} if old else {})
-                _audit(con, new.submitter, "edit" if old else "submit", new.instance_id, None, None, after)
+                db.audit(con, new.submitter, "edit" if old else "submit", new.instance_id, None, None, after)
             elif added:
-                _audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
+                db.audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
         superseded = self.submission(old.instance_id) if old is not None and created else None
         return PutResult(
             self.submission(new.instance_id),
@@ -265,12 +216,12 @@ class SQLiteIntakeStore:
         """One submission by instanceID."""
         row = (
             self._con()
-            .execute(f"SELECT {_SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (instance_id,))
+            .execute(f"SELECT {db.SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (instance_id,))
             .fetchone()
         )
         if row is None:
             raise NotFoundError(f"no submission with instanceID {instance_id!r}")
-        return _submission(row)
+        return db.submission_record(row)
 
     def submissions(
         self,
@@ -282,21 +233,21 @@ class SQLiteIntakeStore:
         include_superseded: bool = False,
     ) -> list[SubmissionRecord]:
         """Submissions in arrival order, optionally of one form and/or one state; current versions unless asked."""
-        where, args = _filters(form_id=form_id, state=state)
+        where, args = db.filters(form_id=form_id, state=state)
         if not include_superseded:
             where += (" AND" if where else " WHERE") + " superseded_by IS NULL"
-        sql = f"SELECT {_SUB_COLUMNS} FROM submissions{where} ORDER BY id LIMIT ? OFFSET ?"
+        sql = f"SELECT {db.SUB_COLUMNS} FROM submissions{where} ORDER BY id LIMIT ? OFFSET ?"
         rows = self._con().execute(sql, (*args, -1 if limit is None else limit, offset))
-        return [_submission(r) for r in rows]
+        return [db.submission_record(r) for r in rows]
 
     def versions(self, instance_id: str) -> list[SubmissionRecord]:
         """Every version of the submission ``instance_id`` belongs to (its edits from the field), oldest first."""
         rows = self._con().execute(
-            f"SELECT {_SUB_COLUMNS} FROM submissions WHERE root_id = "
+            f"SELECT {db.SUB_COLUMNS} FROM submissions WHERE root_id = "
             "(SELECT root_id FROM submissions WHERE instance_id = ?) ORDER BY id",
             (instance_id,),
         )
-        found = [_submission(r) for r in rows]
+        found = [db.submission_record(r) for r in rows]
         if not found:
             raise NotFoundError(f"no submission with instanceID {instance_id!r}")
         return found
@@ -304,15 +255,15 @@ class SQLiteIntakeStore:
     def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
         """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
         sql = (
-            f"SELECT {_SUB_COLUMNS} FROM submissions WHERE form_id = ? AND submitted_at >= ? "
+            f"SELECT {db.SUB_COLUMNS} FROM submissions WHERE form_id = ? AND submitted_at >= ? "
             "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND category IS ? AND superseded_by IS NULL ORDER BY id"
         )
         args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
-        return [_submission(r) for r in self._con().execute(sql, args)]
+        return [db.submission_record(r) for r in self._con().execute(sql, args)]
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:
         """The attachments of one submission, by name."""
-        return _attachments(self._con(), instance_id)
+        return db.attachments(self._con(), instance_id)
 
     def moderate(
         self,
@@ -327,11 +278,13 @@ class SQLiteIntakeStore:
         """Set the state (and merge edits) if ``expected_version`` is current; one audit line."""
         with self._write() as con:
             row = con.execute(
-                f"SELECT {_SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (instance_id,)
+                f"SELECT {db.SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (instance_id,)
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no submission with instanceID {instance_id!r}")
-            change = moderation_change(_submission(row), state=state, edits=edits, expected_version=expected_version)
+            change = moderation_change(
+                db.submission_record(row), state=state, edits=edits, expected_version=expected_version
+            )
             edited = change.edited_answers
             now = utc_now()
             con.execute(
@@ -339,14 +292,17 @@ class SQLiteIntakeStore:
                 "reviewed_at = ?, reviewed_by = ? WHERE instance_id = ?",
                 (state, None if edited is None else json.dumps(edited, ensure_ascii=False), now, who, instance_id),
             )
-            _audit(con, who, f"moderate:{state}", instance_id, reason, change.before, change.after)
+            db.audit(con, who, f"moderate:{state}", instance_id, reason, change.before, change.after)
         return self.submission(instance_id)
 
     def audit(self, instance_id: str | None = None) -> list[AuditEntry]:
         """Audit log lines (of one submission when given), oldest first."""
         where, args = (" WHERE instance_id = ?", (instance_id,)) if instance_id else ("", ())
         rows = self._con().execute(f"SELECT * FROM audit_log{where} ORDER BY id", args)
-        return [AuditEntry(**{**dict(r), "before": _json(r["before"]), "after": _json(r["after"])}) for r in rows]
+        return [
+            AuditEntry(**{**dict(r), "before": db.json_value(r["before"]), "after": db.json_value(r["after"])})
+            for r in rows
+        ]
 
     # -- tokens ----------------------------------------------------------------------------
     def add_token(self, record: TokenRecord, token_hash: str) -> None:
@@ -359,7 +315,7 @@ class SQLiteIntakeStore:
                     record.expires_at, record.revoked_at, record.label,
                 ),
             )  # fmt: skip
-            _audit(con, "cli", "issue_token", None, None, None, {"id": record.id, "role": record.role})
+            db.audit(con, "cli", "issue_token", None, None, None, {"id": record.id, "role": record.role})
 
     def token(self, token_id: str) -> tuple[TokenRecord, str]:
         """A token's record and stored hash."""
@@ -379,7 +335,7 @@ class SQLiteIntakeStore:
         self.token(token_id)
         with self._write() as con:
             con.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (utc_now(), token_id))
-            _audit(con, who, "revoke_token", None, None, None, {"id": token_id})
+            db.audit(con, who, "revoke_token", None, None, None, {"id": token_id})
         return self.token(token_id)[0]
 
     # -- maintenance -----------------------------------------------------------------------
@@ -391,126 +347,3 @@ class SQLiteIntakeStore:
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
         return "; ".join(str(r[0]) for r in self._con().execute("PRAGMA integrity_check"))
-
-
-def _add_edit_columns(con: sqlite3.Connection) -> None:
-    """Add the edit columns to a file made before them (``root_id`` of old rows: their own ID), then their indexes."""
-    have = {r["name"] for r in con.execute("PRAGMA table_info(submissions)")}
-    for column in _EDIT_COLUMNS:
-        if column not in have:
-            con.execute(f"ALTER TABLE submissions ADD COLUMN {column} TEXT")
-            log.info("intake store: column submissions.%s added", column)
-    if "root_id" not in have:
-        con.execute("UPDATE submissions SET root_id = instance_id WHERE root_id IS NULL")
-    for statement in filter(str.strip, _EDIT_SCHEMA.split(";")):
-        con.execute(statement)
-
-
-def _replaced(con: sqlite3.Connection, new: NewSubmission) -> SubmissionRecord | None:
-    """The version an edit replaces, checked by :func:`edit_check`; None for a first version."""
-    if new.deprecated_id is None:
-        return None
-    row = con.execute(f"SELECT {_SUB_COLUMNS} FROM submissions WHERE instance_id = ?", (new.deprecated_id,)).fetchone()
-    old = None if row is None else _submission(row)
-    edit_check(old, new)
-    return old
-
-
-def _insert_submission(con: sqlite3.Connection, new: NewSubmission, old: SubmissionRecord | None) -> None:
-    dup_of, dup_score = edit_duplicate(old, new)
-    root = new.instance_id if old is None else (old.root_id or old.instance_id)
-    con.execute(
-        "INSERT INTO submissions (instance_id, form_id, version, answers, geometry, public_geometry, lon, lat, "
-        "category, content_hash, submitted_at, submitter, source, duplicate_of, duplicate_score, receipt, "
-        "deprecated_id, root_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            new.instance_id, new.form_id, new.version, json.dumps(new.answers, ensure_ascii=False),
-            new.geometry_wkt, new.public_geometry_wkt, new.lon, new.lat, new.category, new.content_hash,
-            new.submitted_at or utc_now(), new.submitter, new.source, dup_of, dup_score,
-            receipt_for(new.instance_id), new.deprecated_id, root,
-        ),
-    )  # fmt: skip
-
-
-def _supersede(
-    con: sqlite3.Connection, old: SubmissionRecord, new: NewSubmission, uploaded: Sequence[StagedAttachment]
-) -> list[str]:
-    """Mark ``old`` replaced by ``new``, carry over the attachments ``new`` names but did not send; their names."""
-    con.execute("UPDATE submissions SET superseded_by = ? WHERE instance_id = ?", (new.instance_id, old.instance_id))
-    carried = carried_attachments(_attachments(con, old.instance_id), new, uploaded)
-    for a in carried:
-        _insert_attachment(con, new.instance_id, a)
-    before = {"state": old.state, "superseded_by": None}
-    _audit(
-        con, new.submitter, "superseded", old.instance_id, None, before, {**before, "superseded_by": new.instance_id}
-    )
-    return [a.name for a in carried]
-
-
-def _attachments(con: sqlite3.Connection, instance_id: str) -> list[AttachmentRecord]:
-    rows = con.execute(
-        "SELECT name, sha256, size, media_type, path, instance_id FROM attachments WHERE instance_id = ? ORDER BY name",
-        (instance_id,),
-    )
-    return [AttachmentRecord(**dict(r)) for r in rows]
-
-
-def _insert_attachment(con: sqlite3.Connection, instance_id: str, a: StagedAttachment) -> bool:
-    cur = con.execute(
-        "INSERT OR IGNORE INTO attachments VALUES (?, ?, ?, ?, ?, ?)",
-        (instance_id, a.name, a.sha256, a.size, a.media_type, a.path),
-    )
-    return cur.rowcount > 0
-
-
-def _audit(
-    con: sqlite3.Connection,
-    who: str,
-    action: str,
-    instance_id: str | None,
-    reason: str | None,
-    before: Any,
-    after: Any,
-) -> None:
-    con.execute(
-        "INSERT INTO audit_log (who, at, action, instance_id, reason, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            who, utc_now(), action, instance_id, reason,
-            None if before is None else json.dumps(before, ensure_ascii=False),
-            None if after is None else json.dumps(after, ensure_ascii=False),
-        ),
-    )  # fmt: skip
-
-
-def _filters(**eq: str | None) -> tuple[str, tuple[str, ...]]:
-    given = {k: v for k, v in eq.items() if v is not None}
-    if not given:
-        return "", ()
-    return " WHERE " + " AND ".join(f"{k} = ?" for k in given), tuple(given.values())
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _form(row: sqlite3.Row) -> FormRecord:
-    return FormRecord(
-        form_id=row["form_id"],
-        version=row["version"],
-        title=row["title"],
-        schema=json.loads(row["schema"]),
-        xform_xml=row["xform_xml"],
-        xlsform=bytes(row["xlsform"] or b""),
-        published_at=row["published_at"],
-        open=bool(row["open"]),
-        settings=FormSettings.from_dict(json.loads(row["settings"])),
-    )
-
-
-def _submission(row: sqlite3.Row) -> SubmissionRecord:
-    data = dict(row)
-    data["answers"] = json.loads(data["answers"])
-    data["edited_answers"] = _json(data["edited_answers"])
-    data["geometry_wkt"] = data.pop("geometry")
-    data["public_geometry_wkt"] = data.pop("public_geometry")
-    return SubmissionRecord(**data)
