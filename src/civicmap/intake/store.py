@@ -41,13 +41,12 @@ from civicmap.intake.base import (
     SubmissionRecord,
     TokenRecord,
     moderation_change,
-    receipt_for,
     resubmission_check,
     utc_now,
 )
 from civicmap.types import BBox
 
-__all__ = ["SQLiteIntakeStore", "receipt_for", "utc_now"]
+__all__ = ["SQLiteIntakeStore"]
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,12 @@
-"""Taking one submission in: parse (JSON or OpenRosa XML), validate, attachments, duplicates, store.
+"""Taking submissions in: parse (JSON or OpenRosa XML), validate, attachments, duplicates, store.
 
-Validation is :func:`civicmap.sources.survey.validate_submission`, the same rules as for
+Validation is :func:`civicmap.sources.survey.validate_submissions`, the same rules as for
 submission files; every problem is reported at once (:class:`SubmissionError`, HTTP 422).
-Nothing is written before the answers and every attachment have passed their checks; then
-attachments are written durably, then the row is committed (see ``civicmap.intake.store``).
+:func:`submit_many` validates the submissions to one form together (one table: several times
+cheaper per submission than one by one) and then stores each in its own transaction;
+:func:`submit` is one of them. Nothing is written before the answers and every attachment have
+passed their checks; then attachments are written durably, then the row is committed (see
+``civicmap.intake.store``).
 
 **Idempotency** (ODK Central semantics): the same instanceID with the same content returns the
 stored submission (``PutResult.created`` is False; HTTP 201 again, so OpenRosa clients stop
@@ -32,10 +35,10 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import shapely
@@ -45,14 +48,21 @@ from defusedxml.ElementTree import fromstring as parse_xml_safely
 
 from civicmap.errors import ConflictError, InputError, SubmissionError
 from civicmap.intake.attachments import check_attachment, stage_attachment, strip_exif
-from civicmap.intake.base import FormRecord, IntakeLimits, IntakeStore, NewSubmission, PutResult, StagedAttachment
+from civicmap.intake.base import (
+    FormRecord,
+    IntakeLimits,
+    IntakeStore,
+    NewSubmission,
+    PutResult,
+    StagedAttachment,
+    utc_now,
+)
 from civicmap.intake.forms import form_schema
-from civicmap.intake.store import utc_now
 from civicmap.sources._survey_formats import flatten_instance, local_name
-from civicmap.sources.survey import FormSchema, validate_submission
+from civicmap.sources.survey import FormSchema, validate_submissions
 from civicmap.types import BBox, RowError
 
-__all__ = ["Incoming", "parse_json_submission", "parse_openrosa_xml", "submit"]
+__all__ = ["FormKey", "Incoming", "Pending", "parse_json_submission", "parse_openrosa_xml", "submit", "submit_many"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +180,19 @@ def content_hash(form_id: str, answers: Mapping[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Pending:
+    """One submission waiting to be stored: what was sent, its attachment files, who sends it."""
+
+    incoming: Incoming
+    files: Mapping[str, bytes]
+    submitter: str
+
+
+FormKey = tuple[str, str | None]
+"""A form version as a submission names it: ``(form_id, version)``, version None for the latest."""
+
+
 def submit(
     store: IntakeStore,
     incoming: Incoming,
@@ -188,21 +211,121 @@ def submit(
     instanceID with other content), :class:`SubmissionError` (every answer problem) and the
     attachment errors (:class:`InputError`, :class:`TooLargeError`, :class:`MediaTypeError`).
     """
+    forms = None
+    if form is not None and (form.form_id, form.version) == (incoming.form_id, incoming.version or form.version):
+        forms = {(incoming.form_id, incoming.version): form}
+    [outcome] = submit_many(store, [Pending(incoming, files, submitter)], area=area, limits=limits, forms=forms)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def submit_many(
+    store: IntakeStore,
+    items: Sequence[Pending],
+    *,
+    area: BBox | None = None,
+    limits: IntakeLimits | None = None,
+    forms: Mapping[FormKey, FormRecord] | None = None,
+) -> list[PutResult | Exception]:
+    """Validate and store several submissions: per item, what :func:`submit` returns or raises.
+
+    Each form version is read once (``forms`` holds the ones the caller has read already) and
+    the answers to one form are validated together (:func:`~civicmap.sources.survey.validate_submissions`,
+    same rules and problems as one by one); then each submission is stored in its OWN
+    transaction, in order, exactly as :func:`submit` stores it (attachments, duplicates, edits,
+    idempotent retries: an identical item repeated in ``items`` is stored once, the repeat gets
+    ``created`` False). A bad item gets its exception in its place and does not affect the others.
+    """
     limits = limits or IntakeLimits()
-    if form is None or (form.form_id, form.version) != (incoming.form_id, incoming.version or form.version):
-        form = store.form(incoming.form_id, incoming.version)
+    known: dict[FormKey, FormRecord] = dict(forms or {})
+    schemas: dict[FormKey, FormSchema] = {}
+    outcomes: list[PutResult | Exception | None] = [None] * len(items)
+    groups: dict[FormKey, list[int]] = {}
+    answers: dict[int, dict[str, Any]] = {}
+    for pos, item in enumerate(items):
+        try:
+            key, answers[pos] = _checked_answers(store, item.incoming, known, schemas)
+            groups.setdefault(key, []).append(pos)
+        except Exception as exc:  # this item only: its neighbours go on
+            outcomes[pos] = exc
+    rows = _validated_groups(items, answers, groups, schemas, area)
+    for pos, item in enumerate(items):
+        if outcomes[pos] is not None:
+            continue
+        row = rows[pos]
+        if isinstance(row, Exception):
+            outcomes[pos] = row
+            continue
+        key = (item.incoming.form_id, item.incoming.version)
+        try:
+            outcomes[pos] = _store(store, known[key], schemas[key], item, answers[pos], row, limits=limits)
+        except Exception as exc:  # a failed write fails its own request only
+            outcomes[pos] = exc
+    return cast(list[PutResult | Exception], outcomes)  # every position was filled above
+
+
+def _checked_answers(
+    store: IntakeStore, incoming: Incoming, known: dict[FormKey, FormRecord], schemas: dict[FormKey, FormSchema]
+) -> tuple[FormKey, dict[str, Any]]:
+    """The form key of ``incoming`` (its form read once into ``known``, schema into ``schemas``) and its answers."""
+    key = (incoming.form_id, incoming.version)
+    if key not in known:
+        known[key] = store.form(incoming.form_id, incoming.version)
+    form = known[key]
     if not form.open:
         raise ConflictError(f"form {form.form_id!r} is closed: it is not accepting submissions")
-    schema = form_schema(form)
-    answers = _answers_with_location(incoming, schema)
-    row = _validated(answers, schema, incoming.instance_id, area)
-    wanted, ignored = _referenced_files(answers, files)
+    if key not in schemas:
+        schemas[key] = form_schema(form)
+    return key, _answers_with_location(incoming, schemas[key])
+
+
+def _validated_groups(
+    items: Sequence[Pending],
+    answers: Mapping[int, dict[str, Any]],
+    groups: Mapping[FormKey, list[int]],
+    schemas: Mapping[FormKey, FormSchema],
+    area: BBox | None,
+) -> dict[int, Any]:
+    """Per item position: its validated row (GeoDataFrame), or the :class:`SubmissionError` listing its problems."""
+    rows: dict[int, Any] = {}
+    for key, positions in groups.items():
+        records = [(answers[p], items[p].incoming.instance_id) for p in positions]
+        try:
+            checked = validate_submissions(records, schemas[key], area=area)
+        except Exception as exc:  # a failure of the validator itself: every item of this form gets it
+            rows |= dict.fromkeys(positions, exc)
+            continue
+        for pos, (row, errors) in zip(positions, checked, strict=True):
+            rows[pos] = row if not errors and row is not None else _problems(items[pos].incoming.instance_id, errors)
+    return rows
+
+
+def _problems(instance_id: str, errors: list[RowError]) -> SubmissionError:
+    return SubmissionError(
+        f"submission {instance_id} has {len(errors)} problem(s): " + "; ".join(str(e) for e in errors[:5]), errors
+    )
+
+
+def _store(
+    store: IntakeStore,
+    form: FormRecord,
+    schema: FormSchema,
+    item: Pending,
+    answers: dict[str, Any],
+    row: Any,
+    *,
+    limits: IntakeLimits,
+) -> PutResult:
+    """Check the attachments of one validated submission, then write them and commit its row (one transaction)."""
+    incoming = item.incoming
+    wanted, ignored = _referenced_files(answers, item.files)
     checked = {
         name: check_attachment(name, data, max_bytes=limits.max_attachment_bytes) for name, data in wanted.items()
     }
     if ignored:
         log.info("submission %s: attachments not referenced by any answer ignored: %s", incoming.instance_id, ignored)
-    new = _new_submission(store, form, schema, incoming, answers, row, submitter=submitter)
+    new = _new_submission(store, form, schema, incoming, answers, row, submitter=item.submitter)
     staged = _stage(store, form, schema, answers, wanted, checked)
     result = store.put_submission(new, staged)
     log.info(
@@ -231,15 +354,6 @@ def _answers_with_location(incoming: Incoming, schema: FormSchema) -> dict[str, 
             )
         answers[schema.geo_fields[0].key] = location_to_odk(incoming.location)
     return answers
-
-
-def _validated(answers: dict[str, Any], schema: FormSchema, instance_id: str, area: BBox | None) -> Any:
-    row, errors = validate_submission(answers, schema, instance_id=instance_id, area=area)
-    if errors or row is None:
-        raise SubmissionError(
-            f"submission {instance_id} has {len(errors)} problem(s): " + "; ".join(str(e) for e in errors[:5]), errors
-        )
-    return row
 
 
 def _referenced_files(answers: Mapping[str, Any], files: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:

@@ -80,6 +80,7 @@ __all__ = [
     "read_form",
     "read_submissions",
     "validate_submission",
+    "validate_submissions",
 ]
 
 log = logging.getLogger(__name__)
@@ -175,34 +176,102 @@ def validate_submission(
     are ODK text (``"lat lon alt acc"``, **latitude first**). ``instance_id`` defaults to
     ``answers["meta/instanceID"]``. Keys that are not questions of ``form`` are problems too.
     Returns the typed row (GeoDataFrame in EPSG:4326, index = instanceID) or None, and every
-    problem found (an empty list when the row is good).
+    problem found (an empty list when the row is good). A one-record :func:`validate_submissions`.
     """
-    flat = _flat_answers(answers)
-    record: dict[str, object] = dict.fromkeys(META, pd.NA) | {k: _answer_text(v) for k, v in flat.items()}
-    record |= {"__instance_id": instance_id or flat.get("meta/instanceID") or pd.NA, "__file": "submission", "__row": 1}
-    raw = RawTable(_one_row(record), source_format)
+    return validate_submissions([(answers, instance_id)], form, area=area, source_format=source_format)[0]
+
+
+def validate_submissions(
+    records: Sequence[tuple[Mapping[str, object], str | None]],
+    form: FormSchema,
+    *,
+    area: BBox | None = None,
+    source_format: str = "json",
+) -> list[tuple[gpd.GeoDataFrame | None, list[RowError]]]:
+    """Validate several independent submissions at once: per record, what :func:`validate_submission` gives.
+
+    ``records`` are ``(answers, instance_id)`` pairs (see :func:`validate_submission`). They are
+    typed and checked as one table (much faster than one by one), yet judged independently: a
+    repeated instanceID across records is not a duplicate here, and each :class:`RowError` has
+    ``row`` 1 and its own record's instanceID, as a one-record call gives it. A record that names
+    a question differently from the others (another accepted alias, or a key no question has) is
+    validated on its own, so the column matching is exactly the one-record one. Returns one
+    ``(row, errors)`` per record, in order: the typed row (GeoDataFrame in EPSG:4326, index =
+    instanceID) and ``[]``, or None and every problem.
+    """
+    if not records:
+        return []
+    flats = [_flat_answers(answers) for answers, _ in records]
+    ids = [
+        instance_id or flat.get("meta/instanceID") or pd.NA
+        for (_, instance_id), flat in zip(records, flats, strict=True)
+    ]
+    results, alone = _validate_together(flats, ids, form, area=area, source_format=source_format)
+    for pos in alone:
+        results[pos] = _validate_together([flats[pos]], [ids[pos]], form, area=area, source_format=source_format)[0][0]
+    return [r for r in results if r is not None]
+
+
+def _validate_together(
+    flats: list[dict[str, object]], ids: list[object], form: FormSchema, *, area: BBox | None, source_format: str
+) -> tuple[list[tuple[gpd.GeoDataFrame | None, list[RowError]] | None], list[int]]:
+    """Validate flat records as one table; also the positions left out (None in the list) to validate alone."""
+    texts = [{k: _answer_text(v) for k, v in flat.items()} for flat in flats]
     geo = _geometry_field(form, None)
-    rows, unused = normalise(raw, form, geo_field=geo)
+    raw = _raw_frame(texts, ids)
+    rows, unused = normalise(RawTable(raw, source_format), form, geo_field=geo)
+    alone = _own_columns(texts, unused) if len(texts) > 1 else []
+    if alone:
+        keep = ~np.isin(np.arange(len(texts)), alone)
+        rows, raw = rows.loc[keep].reset_index(drop=True), raw.loc[keep].reset_index(drop=True)
+        texts = [t for t, k in zip(texts, keep, strict=True) if k]
     problems = Problems()
     known = {"meta/instanceID", "meta/deprecatedID", "meta/instanceName"}
     for key in (k for k in unused if k not in known and not k.startswith("meta/")):
-        problems.add(pd.Series([True]), key, pd.Series([record[key]]), f"not a question of form {form.form_id!r}")
-    _identity(rows, problems, form)
+        has = np.array([key in t for t in texts], dtype=bool)
+        problems.add(has, key, raw[key], f"not a question of form {form.form_id!r}")
+    _identity(rows, problems, form, duplicates=False)
     frame = _typed_frame(rows, form, geo, area=area, problems=problems)
-    errors = problems.row_errors(pd.Series([1]), rows["__instance_id"])
-    if errors:
-        return None, errors
-    return frame.set_index(frame["instance_id"].to_numpy()), []
+    together = iter(_per_record(frame, problems, rows["__instance_id"]))
+    return [None if pos in alone else next(together) for pos in range(len(flats))], alone
 
 
-def _one_row(record: dict[str, object]) -> pd.DataFrame:
-    """A one-row frame: every value as a pandas string, except ``__row`` (a number)."""
-    return pd.DataFrame(
-        {
-            k: pd.array(np.array([v], dtype=object), dtype="Int64" if k == "__row" else _STRING)
-            for k, v in record.items()
-        }
-    )
+def _raw_frame(texts: list[dict[str, object]], ids: list[object]) -> pd.DataFrame:
+    """Records as one raw table (META, then answer keys in first-seen order), pandas strings but ``__row`` = 1."""
+    n = len(texts)
+    values: dict[str, list[object]] = dict.fromkeys(META, [pd.NA] * n)
+    values |= {k: [t.get(k, pd.NA) for t in texts] for k in dict.fromkeys(k for t in texts for k in t)}
+    values |= {"__instance_id": ids, "__file": ["submission"] * n}
+    frame: dict[str, object] = {
+        k: pd.array(np.array(v, dtype=object), dtype=_STRING) for k, v in values.items() if k != "__row"
+    }
+    frame["__row"] = pd.array(np.ones(n, dtype=np.int64), dtype="Int64")
+    return pd.DataFrame(frame, columns=list(values))
+
+
+def _own_columns(texts: list[dict[str, object]], unused: list[str]) -> list[int]:
+    """Records holding a key the table matched to no question: validated alone, as alone it might match."""
+    odd = (set(unused) - {"meta/instanceID"}) | {"_geolocation"}
+    return [pos for pos, t in enumerate(texts) if not odd.isdisjoint(t)]
+
+
+def _per_record(
+    frame: gpd.GeoDataFrame, problems: Problems, instance_ids: pd.Series
+) -> list[tuple[gpd.GeoDataFrame | None, list[RowError]]]:
+    """Split a validated table (positional index) into one ``(row, errors)`` per record, errors as a lone record's."""
+    frame = frame.set_index(frame["instance_id"].to_numpy())
+    found: dict[int, list[tuple[int, str | None, object, str]]] = {}
+    for pos, name, value, message in problems.items:
+        found.setdefault(pos, []).append((0, name, value, message))
+    one = pd.Series([1])
+    out: list[tuple[gpd.GeoDataFrame | None, list[RowError]]] = []
+    for pos in range(len(frame)):
+        if pos in found:
+            ids = instance_ids.iloc[pos : pos + 1].reset_index(drop=True)
+            out.append((None, Problems(found[pos]).row_errors(one, ids)))
+        else:
+            out.append((frame if len(frame) == 1 else frame.iloc[pos : pos + 1], []))
+    return out
 
 
 def _flat_answers(answers: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -247,8 +316,11 @@ def _labels(rows: pd.DataFrame, *, several: bool) -> pd.Series:
     return rows["__row"].astype(object).where(rows["__row"].notna(), file.astype(object))
 
 
-def _identity(rows: pd.DataFrame, problems: Problems, form: FormSchema | None) -> int:
-    """Unreadable files, missing instanceID, duplicate IDs, wrong form id; sets ``__keep``; returns duplicates."""
+def _identity(rows: pd.DataFrame, problems: Problems, form: FormSchema | None, *, duplicates: bool = True) -> int:
+    """Unreadable files, missing instanceID, duplicate IDs, wrong form id; sets ``__keep``; returns duplicates.
+
+    ``duplicates=False``: the rows are independent submissions, a repeated instanceID is not compared.
+    """
     ids = as_string(rows["__instance_id"])
     unreadable = rows["__error"].notna().to_numpy()
     problems.add(unreadable, None, rows["__file"], rows["__error"].astype(object))
@@ -260,7 +332,7 @@ def _identity(rows: pd.DataFrame, problems: Problems, form: FormSchema | None) -
         "missing meta/instanceID: without it a resubmission cannot be told from a new one; "
         "use a form with meta/instanceID (pyxform adds it by default)",
     )
-    repeated = ids.notna().to_numpy() & ids.duplicated(keep="first").to_numpy()
+    repeated = ids.notna().to_numpy() & ids.duplicated(keep="first").to_numpy() & duplicates
     same = _duplicates(rows, ids, repeated, problems)
     if form is not None:
         wrong = rows["__form_id"].notna() & (rows["__form_id"].astype("string") != form.form_id)
@@ -311,11 +383,21 @@ def _typed_frame(
                     shapely.to_wkt(geoms, rounding_precision=-1), index=rows.index, dtype="string"
                 )
             continue
-        columns[f.column] = typed_column(f, text, schema, problems)
+        columns[f.column] = _microseconds(typed_column(f, text, schema, problems))
     if "__geometry" in rows:
         geometry = _shapes(rows, geo, geometry, area=area, problems=problems)
     columns |= _meta_columns(rows)
     return gpd.GeoDataFrame(pd.DataFrame(columns, index=rows.index), geometry=geometry, crs=WGS84)
+
+
+def _microseconds(values: pd.Series) -> pd.Series:
+    """Date-times in microseconds, as pandas parses answers: it gives seconds to an all-empty column.
+
+    So that a row has the same dtypes whichever rows it is validated with.
+    """
+    if values.dtype.kind != "M" or values.array.unit == "us":
+        return values
+    return pd.Series(values.array.as_unit("us"), index=values.index, name=values.name, copy=False)
 
 
 def _geo_column(
@@ -370,7 +452,9 @@ def _shapes(
 
 def _meta_columns(rows: pd.DataFrame) -> dict[str, pd.Series]:
     out: dict[str, pd.Series] = {
-        "submitted_at": pd.to_datetime(rows["__submitted_at"], errors="coerce", utc=True, format="ISO8601"),
+        "submitted_at": _microseconds(
+            pd.to_datetime(rows["__submitted_at"], errors="coerce", utc=True, format="ISO8601")
+        ),
         "form_version": as_string(rows["__form_version"]),
     }
     if rows["__review_state"].notna().any():

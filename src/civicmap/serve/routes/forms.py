@@ -9,15 +9,18 @@ Tokens: ``Authorization: Bearer <token>``, or ODK-style ``/key/<token>/...`` URL
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+import threading
+from collections import deque
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from civicmap.errors import NotFoundError, TooLargeError
-from civicmap.intake import ChangeEvent, Intake, open_intake
+from civicmap.intake import ChangeEvent, Intake, SubmissionRequest, open_intake
+from civicmap.intake.base import PutResult
 from civicmap.intake.forms import form_metadata, schema_document
 from civicmap.intake.tokens import ANONYMOUS, Principal
 from civicmap.serve._refresh import LayerRefresher
@@ -28,21 +31,21 @@ from civicmap.tiles.grid import lonlat_to_mercator
 from civicmap.types import BBox
 
 __all__ = [
+    "MAX_BATCH",
     "Caller",
     "IntakeDep",
+    "SubmissionBatcher",
     "get_caller",
     "get_intake",
     "install_intake",
     "read_body",
     "router",
-    "run_submission",
+    "submit_batched",
 ]
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["survey intake"])
-
-T = TypeVar("T")
 
 
 def install_intake(app: FastAPI, workspace: Any, cache: TileCache, catalog: LayerCatalog) -> Intake | None:
@@ -73,7 +76,7 @@ def install_intake(app: FastAPI, workspace: Any, cache: TileCache, catalog: Laye
 
     intake.on_change(invalidate)
     app.state.civicmap_intake = intake
-    app.state.civicmap_intake_limiter = anyio.CapacityLimiter(intake.write_concurrency)
+    app.state.civicmap_intake_batcher = SubmissionBatcher(intake, concurrency=intake.write_concurrency)
     from civicmap.serve.routes import moderation, openrosa, submissions  # noqa: PLC0415 - they import this module
 
     for r in (router, submissions.router, openrosa.router, moderation.router):
@@ -107,14 +110,109 @@ async def get_caller(request: Request, intake: IntakeDep) -> Principal:
 Caller = Annotated[Principal, Depends(get_caller)]
 
 
-async def run_submission(request: Request, func: Callable[[], T]) -> T:
-    """Run ``func`` (one submission: validation and the durable write) in a worker thread.
+MAX_BATCH = 64
+"""At most this many queued submissions are validated and stored by one worker-thread call."""
 
-    At most :attr:`Intake.write_concurrency` run at once per process; the others wait in arrival
-    order (an anyio capacity limiter is first come, first served), without holding a thread.
+
+class SubmissionBatcher:
+    """Group work for the submissions of one app: those waiting for a turn are handled together.
+
+    A submission is queued; whenever fewer than :attr:`Intake.write_concurrency` batches are
+    running, one worker-thread call of :meth:`Intake.submit_many` takes everything queued (at most
+    ``max_batch``, first come first served). With nothing running a submission starts at once
+    (no timer, no added latency when idle); under load the ones that arrived while a batch ran
+    form the next one, whose answers are validated as one table. Each submission is still
+    stored in its own transaction, and each request gets its own result or exception.
+    Futures are settled on their own event loop (a test client may run several loops).
     """
-    limiter: anyio.CapacityLimiter = request.app.state.civicmap_intake_limiter
-    return await anyio.to_thread.run_sync(func, limiter=limiter)
+
+    def __init__(self, intake: Intake, *, concurrency: int, max_batch: int = MAX_BATCH) -> None:
+        self.intake = intake
+        self.concurrency = concurrency
+        self.max_batch = max_batch
+        self._queue: deque[tuple[SubmissionRequest, asyncio.Future[PutResult]]] = deque()
+        self._running = 0
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def waiting(self) -> int:
+        """How many submissions are queued, not yet taken by a batch."""
+        with self._lock:
+            return len(self._queue)
+
+    async def submit(self, submission: SubmissionRequest) -> PutResult:
+        """Queue ``submission`` and wait for its outcome (its :class:`PutResult`, or its exception raised)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PutResult] = loop.create_future()
+        with self._lock:
+            self._queue.append((submission, future))
+        self._start(loop)
+        return await future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start batches of what is queued while fewer than ``concurrency`` run."""
+        while True:
+            with self._lock:
+                if self._running >= self.concurrency:
+                    return
+                batch: list[tuple[SubmissionRequest, asyncio.Future[PutResult]]] = []
+                while self._queue and len(batch) < self.max_batch:
+                    item = self._queue.popleft()
+                    if not item[1].done():  # a request whose client left is not stored
+                        batch.append(item)
+                if not batch:
+                    return
+                self._running += 1
+            task = loop.create_task(self._run(batch, loop))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self, batch: list[tuple[SubmissionRequest, asyncio.Future[PutResult]]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        outcomes: list[PutResult | Exception]
+        try:
+            outcomes = await anyio.to_thread.run_sync(self.intake.submit_many, [s for s, _ in batch])
+        except Exception as exc:  # the call itself failed: every request of the batch gets the error
+            outcomes = [exc] * len(batch)
+        finally:
+            with self._lock:
+                self._running -= 1
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            _settle(future, outcome)
+        self._start(loop)
+
+
+def _settle(future: asyncio.Future[PutResult], outcome: PutResult | Exception) -> None:
+    """Set ``future``'s result or exception, on its own loop (thread-safe); nothing if it is already done."""
+
+    def settle() -> None:
+        if future.done():
+            return
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    loop = future.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        settle()
+        return
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # that loop is closed: its request is gone
+        log.debug("submission outcome dropped: its event loop is closed")
+
+
+async def submit_batched(request: Request, submission: SubmissionRequest) -> PutResult:
+    """Validate and durably store ``submission`` with the app's :class:`SubmissionBatcher` (group work)."""
+    batcher: SubmissionBatcher = request.app.state.civicmap_intake_batcher
+    return await batcher.submit(submission)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -35,12 +35,13 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Request, Response
 
 from civicmap.errors import CivicmapError, InputError, SubmissionError
+from civicmap.intake import SubmissionRequest
 from civicmap.intake.forms import form_list_xml
 from civicmap.intake.multipart import parse_multipart
 from civicmap.intake.submissions import parse_openrosa_xml
 from civicmap.serve.errors import status_for
 from civicmap.serve.routes._respond import base_url
-from civicmap.serve.routes.forms import Caller, IntakeDep, get_caller, read_body, run_submission
+from civicmap.serve.routes.forms import Caller, IntakeDep, get_caller, read_body, submit_batched
 
 __all__ = ["OPENROSA_NS", "TokenLogFilter", "router"]
 
@@ -143,7 +144,7 @@ async def submission_post(request: Request, intake: IntakeDep) -> Response:
         files = {(p.filename or p.name or ""): p.data for p in parts if p.name != "xml_submission_file"}
         incoming = parse_openrosa_xml(xml[0].data)
         client = request.client.host if request.client else ""
-        result = await run_submission(request, lambda: intake.submit(incoming, files, principal=caller, client=client))
+        result = await submit_batched(request, SubmissionRequest(incoming, files, caller, client))
         kind = "Edit" if result.record.deprecated_id else "Submission"
         done = "received" if result.created else "already received"
         return _xml(request, 201, f"{kind} {done}; receipt {result.record.receipt}")

@@ -18,10 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from civicmap.errors import InputError
+from civicmap.intake import SubmissionRequest
 from civicmap.intake.base import PutResult
 from civicmap.intake.multipart import parse_multipart
 from civicmap.intake.submissions import parse_json_submission
-from civicmap.serve.routes.forms import Caller, IntakeDep, read_body, run_submission
+from civicmap.serve.routes.forms import Caller, IntakeDep, read_body, submit_batched
 
 __all__ = ["receipt_document", "router"]
 
@@ -63,5 +64,5 @@ async def post_submission(form_id: str, request: Request, intake: IntakeDep, cal
     payload, files = _split(body, request.headers.get("content-type", "application/json"))
     incoming = parse_json_submission(form_id, payload, idempotency_key=request.headers.get("idempotency-key"))
     client = request.client.host if request.client else ""
-    result = await run_submission(request, lambda: intake.submit(incoming, files, principal=caller, client=client))
+    result = await submit_batched(request, SubmissionRequest(incoming, files, caller, client))
     return JSONResponse(receipt_document(result), status_code=201, headers={"Cache-Control": "no-store"})
