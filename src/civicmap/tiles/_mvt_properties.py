@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from civicmap.errors import InputError
-from civicmap.tiles._mvt_wire import ValueKey
+from civicmap.tiles._mvt_wire import ValueKey, key_field, value_field
 
 __all__ = [
     "ColumnCodes",
-    "FactorizedColumns",
+    "PropertyIndex",
     "TagTable",
     "column_codes",
     "feature_ids",
@@ -137,18 +137,17 @@ def _unique_keys(uniques: pd.Index | np.ndarray) -> list[ValueKey | None]:
 
 
 class TagTable:
-    """Keys, values and per-feature tag pairs of one layer.
+    """Per-feature tags of one layer, and its key and value tables already encoded.
 
     ``tags`` is the flat list of (key index, value index) pairs of all features, cut by
-    ``offsets`` (F + 1); ``keys``/``values`` are the layer tables, values de-duplicated by
-    (type, value) as MVT 2.1 §4.5 asks.
+    ``offsets`` (F + 1); ``table`` the layer's ``keys`` then ``values`` fields (wire format),
+    values de-duplicated by (type, value) as MVT 2.1 §4.5 asks.
     """
 
-    def __init__(self, tags: np.ndarray, offsets: np.ndarray, keys: list[str], values: list[ValueKey]) -> None:
+    def __init__(self, tags: np.ndarray, offsets: np.ndarray, table: bytes) -> None:
         self.tags = tags
         self.offsets = offsets
-        self.keys = keys
-        self.values = values
+        self.table = table
 
 
 #: One property column of a tile's features: its name, a code per feature (-1: missing) and
@@ -162,37 +161,111 @@ def column_codes(gdf: gpd.GeoDataFrame, column: str, rows: np.ndarray) -> Column
     return column, codes, _unique_keys(uniques)
 
 
-class FactorizedColumns:
-    """Property columns of a whole frame factorised once, so that a tile only gathers codes.
+def _exact(key: ValueKey) -> tuple:
+    """``key`` told apart from every value with other bytes (0.0 and -0.0 compare equal in Python)."""
+    return ("d", float(key[1]).hex()) if key[0] == "d" else key  # type: ignore[arg-type]
 
-    ``codes_at(rows)`` gives the same codes and values as :func:`column_codes` on those rows
-    (first-appearance order), so tiles are byte-identical to the ones made from the frame.
+
+class PropertyIndex:
+    """Property columns of a whole frame coded once, so that a tile's tags are a few gathers.
+
+    Every distinct typed value of every column gets a number (with its ``Layer.values`` field
+    encoded once) and each feature a number per column (-1: missing), int32, 4 bytes per
+    feature and column, features in frame order or in ``order`` (frame rows) if given.
+    :meth:`tags_at` numbers a tile's values in order of first appearance, column by column,
+    merging values Python holds equal (0.0 and -0.0) as :func:`tag_table` does, so tiles are
+    byte-identical to the ones made from the frame.
     """
 
-    def __init__(self, gdf: gpd.GeoDataFrame, columns: Sequence[str]) -> None:
+    def __init__(self, gdf: gpd.GeoDataFrame, columns: Sequence[str], *, order: np.ndarray | None = None) -> None:
         every = np.arange(len(gdf))
         self.columns = list(columns)
-        self._coded = {c: column_codes(gdf, c, every)[1:] for c in self.columns}
+        self._position = {c: j for j, c in enumerate(self.columns)}
+        self._key_fields = [key_field(c) for c in self.columns]
+        self._exact: dict[tuple, int] = {}
+        self._groups: dict[ValueKey, int] = {}
+        self._fields: list[bytes] = []
+        group_of: list[int] = []
+        self._gids = np.full((len(self.columns), len(gdf)), -1, dtype=np.int32)
+        for j, column in enumerate(self.columns):
+            _, codes, keys = column_codes(gdf, column, every)
+            lookup = np.array([-1 if k is None else self._number(k, group_of) for k in keys] + [-1], dtype=np.int32)
+            self._gids[j] = lookup[codes]  # code -1 (missing) picks the trailing -1
+            series = gdf[column]
+            if isinstance(series.dtype, np.dtype) and series.dtype.kind == "f":
+                self._signed_zeros(j, series.to_numpy(), group_of)
+        self._group = np.array(group_of, dtype=np.int64)
+        if order is not None:  # features stored in this order of frame rows
+            self._gids = np.ascontiguousarray(self._gids[:, order])
 
-    def codes_at(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> list[ColumnCodes]:
-        """The tile's codes of ``columns`` (default: all) for the features at positions ``rows``."""
-        wanted = self.columns if columns is None else columns
-        return [(name, *_renumber(*self._coded[name], rows)) for name in wanted]
+    def _number(self, key: ValueKey, group_of: list[int]) -> int:
+        """The number of the exact value ``key``, given one (and its field encoded) on first sight."""
+        gid = self._exact.setdefault(_exact(key), len(self._exact))
+        if gid == len(self._fields):
+            self._fields.append(value_field(key))
+            group_of.append(self._groups.setdefault(key, len(self._groups)))
+        return gid
+
+    def _signed_zeros(self, j: int, values: np.ndarray, group_of: list[int]) -> None:
+        """Factorising merges 0.0 and -0.0; a tile from the frame writes the first one of the tile."""
+        zero = values == 0
+        if np.signbit(values[zero]).any():
+            signed = [self._number(("d", v), group_of) for v in (0.0, -0.0)]
+            self._gids[j, zero] = np.where(np.signbit(values[zero]), signed[1], signed[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the per-feature codes, in bytes (the value tables come on top)."""
+        return self._gids.nbytes
+
+    def tags_at(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> TagTable:
+        """The tags of the features at positions ``rows``, for ``columns`` (default: all)."""
+        gids = self._gids[:, rows]
+        key_fields = self._key_fields
+        if columns is not None:
+            gids = gids[[self._position[c] for c in columns]]
+            key_fields = [key_fields[self._position[c]] for c in columns]
+        valid = gids >= 0
+        full = bool(valid.all())
+        flat = gids.reshape(-1) if full else gids[valid]  # column by column, features in order
+        if not flat.size:
+            return TagTable(np.zeros(0, dtype=np.uint64), np.zeros(len(rows) + 1, dtype=np.int64), b"")
+        number, firsts = _first_appearance(self._group[flat], len(self._groups))
+        present = np.ones(len(gids), dtype=bool) if full else valid.any(axis=1)
+        pairs = np.empty((gids.shape[1], gids.shape[0], 2), dtype=np.uint64)  # feature by feature
+        pairs[:, :, 0] = present.cumsum() - 1
+        if full:
+            pairs[:, :, 1] = number.reshape(gids.shape).T
+            tags, per = pairs.reshape(-1), np.full(gids.shape[1], 2 * gids.shape[0])
+        else:
+            values = np.empty(gids.shape, dtype=np.int64)
+            values[valid] = number
+            pairs[:, :, 1] = values.T
+            tags, per = pairs[valid.T].reshape(-1), 2 * valid.sum(axis=0)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(per, out=offsets[1:])
+        keys = [key_fields[j] for j in np.flatnonzero(present).tolist()]
+        return TagTable(tags, offsets, b"".join(keys + [self._fields[g] for g in flat[firsts].tolist()]))
 
 
-def _renumber(codes: np.ndarray, keys: list[ValueKey | None], rows: np.ndarray) -> tuple[np.ndarray, list]:
-    """Frame-wide codes at ``rows`` renumbered 0.. by first appearance, with their values."""
-    picked = codes[rows]
-    present = picked >= 0
-    out = np.full(len(rows), -1, dtype=np.int64)
-    if not present.any():
-        return out, []
-    uniques, first, inverse = np.unique(picked[present], return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    out[present] = rank[inverse.reshape(-1)]
-    return out, [keys[u] for u in uniques[order].tolist()]
+def _first_appearance(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct ``groups`` (ints in 0..n_groups-1) 0.. in order of first appearance.
+
+    Returns (each element's number, the position of each number's first element).
+    """
+    if n_groups > 65_536:  # a dense table per tile would cost more than sorting
+        _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+        by_position = np.argsort(first)
+        rank = np.empty_like(by_position)
+        rank[by_position] = np.arange(len(by_position))
+        return rank[inverse.reshape(-1)], first[by_position]
+    position = np.arange(len(groups))
+    first_at = np.empty(n_groups, dtype=np.int64)  # only the entries of ``groups`` are written and read
+    first_at[groups] = len(groups)
+    np.minimum.at(first_at, groups, position)
+    first = first_at[groups]
+    is_first = first == position
+    return (is_first.cumsum() - 1)[first], is_first.nonzero()[0]
 
 
 def tag_table(columns: Sequence[ColumnCodes], n: int) -> TagTable:
@@ -215,7 +288,8 @@ def tag_table(columns: Sequence[ColumnCodes], n: int) -> TagTable:
     pairs = np.stack([np.broadcast_to(key_idx, value_idx.shape), value_idx], axis=2)[valid]
     offsets = np.concatenate([[0], np.cumsum(2 * valid.sum(axis=1))]).astype(np.int64)
     used = sorted(table, key=table.__getitem__)
-    return TagTable(pairs.reshape(-1).astype(np.uint64), offsets, keys, used)
+    encoded = b"".join(map(key_field, keys)) + b"".join(map(value_field, used))
+    return TagTable(pairs.reshape(-1).astype(np.uint64), offsets, encoded)
 
 
 def feature_ids(index: pd.Index, rows: np.ndarray | None = None) -> np.ndarray:
