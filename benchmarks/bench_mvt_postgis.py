@@ -28,10 +28,10 @@ import statistics
 import time
 import uuid
 import warnings
-from pathlib import Path
 
 import mapbox_vector_tile
 import psycopg
+from _readme import write_section
 from bench_tiles import footprints, median_ms, tiles_around
 from psycopg import sql
 
@@ -39,7 +39,6 @@ from civicmap.store import open_store
 from civicmap.tiles.vector import MVTSource, encode_mvt
 from civicmap.types import TileXYZ
 
-README = Path(__file__).with_name("README.md")
 SECTION = "## Vector tiles vs PostGIS ST_AsMVT"
 QUERY = """
 SELECT ST_AsMVT(q, 'buildings', 4096, 'geom') FROM (
@@ -96,16 +95,6 @@ def table(rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    """Append our section to benchmarks/README.md, replacing only an earlier copy of it."""
-    old = README.read_text(encoding="utf-8") if README.exists() else "# civicmap benchmarks\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        old = head.rstrip() + "\n" + ("\n## " + tail[1] if len(tail) > 1 else "")
-    README.write_text(old.rstrip() + "\n\n" + text.rstrip() + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("CIVICMAP_TEST_POSTGIS_URL"))
@@ -150,7 +139,7 @@ def main() -> None:
             "ratio > 1: civicmap is faster. Feature counts decoded from the tiles: civicmap drops polygons "
             "under its minimum size (simplify=True), ST_AsMVTGeom only those that collapse on the 4096 grid.\n\n"
         )
-        write_readme(intro + out)
+        write_section(SECTION, intro + out)
 
 
 if __name__ == "__main__":

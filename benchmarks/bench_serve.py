@@ -12,7 +12,7 @@ server's tile cache. Reported: tiles/s and p50/p95 latency per request, client s
 GeoJSON: ``/collections/buildings/items`` pages over the whole demo (limit 1000 and 10000),
 features/s over HTTP, against geopandas ``to_json`` (``to_crs(4326)`` included, as the service
 must reproject) and civicmap's own writer, both in-process on the same rows.
-``--readme`` appends the tables to benchmarks/README.md (section "Map service (HTTP)").
+``--readme`` writes the tables into benchmarks/README.md (section "Map service (HTTP)").
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import uvicorn
+from _readme import write_section
 
 from civicmap.cli import DEMO_PROJECT
 from civicmap.config import read_project_config
@@ -43,7 +44,6 @@ from civicmap.store import GeoPackageStore
 from civicmap.tiles.grid import tiles_for_bbox
 from civicmap.workspace import Workspace
 
-README = Path(__file__).with_name("README.md")
 SECTION = "## Map service (HTTP)"
 
 
@@ -202,8 +202,7 @@ def main() -> None:
     text = "\n".join([SECTION, "", env, "", *tiles, "", *features, ""])
     print(text)
     if args.readme:
-        with README.open("a", encoding="utf-8") as out:
-            out.write("\n" + text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

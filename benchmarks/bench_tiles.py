@@ -34,6 +34,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import shapely
+from _readme import write_section
 from rasterio.transform import from_origin
 from rio_tiler.io import Reader
 
@@ -45,7 +46,6 @@ from civicmap.types import TileXYZ
 
 CENTRE_LONLAT = (36.82, -1.29)
 CENTRE_M = (4_098_900.0, -143_600.0)  # EPSG:3857 of the centre
-README = Path(__file__).with_name("README.md")
 SECTION = "## Tiles (in-process)"
 
 
@@ -183,15 +183,6 @@ def table(rows: list[tuple[str, str, float, float, str]]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    old = README.read_text(encoding="utf-8") if README.exists() else "# civicmap benchmarks\n"
-    if SECTION in old:  # replace only our own section (up to the next "## ")
-        head, rest = old.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        old = head.rstrip() + "\n" + ("\n## " + tail[1] if len(tail) > 1 else "")
-    README.write_text(old.rstrip() + "\n\n" + text.rstrip() + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -214,7 +205,7 @@ def main() -> None:
             f"zoom around the centre, {args.repeat} runs each (mapbox-vector-tile: fewer), 2-core machine. "
             "No HTTP: the TiTiler/PostGIS comparison comes with the service.\n\n"
         )
-        write_readme(intro + out)
+        write_section(SECTION, intro + out)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import numpy as np
 import rasterio
 import rasterio.warp
 import uvicorn
+from _readme import write_section
 from bench_serve import free_port, load, start_server
 from bench_tiles import dem_cog
 from fastapi import FastAPI
@@ -56,7 +57,6 @@ from civicmap.tiles.grid import tile_bounds, tiles_for_bbox
 from civicmap.tiles.styles import value_range
 from civicmap.types import TileXYZ
 
-README = Path(__file__).with_name("README.md")
 SECTION = "## Raster tiles vs TiTiler (HTTP)"
 ZOOMS = range(12, 17)
 CMAP_NAME = "civicmap_elevation"
@@ -261,8 +261,7 @@ def main() -> None:
     text = "\n".join([SECTION, "", command, "", env, "", *table(results), "", check, ""])
     print(text)
     if args.readme:
-        with README.open("a", encoding="utf-8") as out:
-            out.write("\n" + text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":
