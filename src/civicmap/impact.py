@@ -31,6 +31,7 @@ from civicmap.layers.risk import (
     FLOOD_WET_DRY,
     GENERIC,
     TSUNAMI,
+    ClassifiedZones,
     HazardClassification,
     ImpactSummary,
     assign_aggregation,
@@ -145,6 +146,29 @@ def read_value_map(path: str | Path) -> dict[str, str]:
     return {str(k).strip(): str(v).strip() for k, v in data.items()}
 
 
+def _classified_polygons(
+    hazard: str | Path | gpd.GeoDataFrame,
+    hazard_field: str | None,
+    value_map: Mapping[str, str] | None,
+    classification: HazardClassification | None,
+) -> tuple[ClassifiedZones, HazardClassification]:
+    """Hazard polygons classed by ``hazard_field`` (any CRS), and the classification used (given or guessed)."""
+    hazard_gdf = hazard if isinstance(hazard, gpd.GeoDataFrame) else read_vector(hazard)
+    if hazard_field is None:
+        raise InputError("a polygon hazard needs --hazard-field: the field holding each zone's class")
+    if hazard_field not in hazard_gdf.columns:
+        raise InputError(
+            f"hazard has no field {hazard_field!r}; fields are {list(hazard_gdf.columns.drop('geometry'))}"
+        )
+    raw = hazard_gdf[hazard_field].dropna().astype(str).str.strip().str.lower()
+    values = raw.map({k.lower(): v for k, v in value_map.items()}) if value_map else raw
+    chosen = classification or classification_for(values=sorted(set(values.dropna())))
+    classified = classify_hazard_polygons(hazard_gdf, field=hazard_field, classification=chosen, value_map=value_map)
+    if classified.unmapped:
+        log.warning("hazard values with no class, left unclassed: %s", dict(classified.unmapped))
+    return classified, chosen
+
+
 def run_impact(
     hazard: str | Path | gpd.GeoDataFrame,
     exposure: str | Path | gpd.GeoDataFrame,
@@ -185,21 +209,7 @@ def run_impact(
             type_mapping=type_mapping,
         )
     else:
-        hazard_gdf = hazard if isinstance(hazard, gpd.GeoDataFrame) else read_vector(hazard)
-        if hazard_field is None:
-            raise InputError("a polygon hazard needs --hazard-field: the field holding each zone's class")
-        if hazard_field not in hazard_gdf.columns:
-            raise InputError(
-                f"hazard has no field {hazard_field!r}; fields are {list(hazard_gdf.columns.drop('geometry'))}"
-            )
-        raw = hazard_gdf[hazard_field].dropna().astype(str).str.strip().str.lower()
-        values = raw.map({k.lower(): v for k, v in value_map.items()}) if value_map else raw
-        chosen = classification or classification_for(values=sorted(set(values.dropna())))
-        classified = classify_hazard_polygons(
-            hazard_gdf, field=hazard_field, classification=chosen, value_map=value_map
-        )
-        if classified.unmapped:
-            log.warning("hazard values with no class, left unclassed: %s", dict(classified.unmapped))
+        classified, chosen = _classified_polygons(hazard, hazard_field, value_map, classification)
         zones = classified.zones
         impacted = exposed_features(
             exposure_gdf,

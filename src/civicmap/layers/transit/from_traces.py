@@ -276,10 +276,53 @@ def _median_offsets(times: np.ndarray, stops: pd.DataFrame) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.round(median))])
 
 
+def _stop_table(served: list[str], stops: pd.DataFrame, metric: object) -> pd.DataFrame:
+    lonlat = gpd.GeoSeries(gpd.points_from_xy(stops.loc[served, "x"], stops.loc[served, "y"]), crs=metric).to_crs(WGS84)
+    return pd.DataFrame(
+        {
+            "stop_id": served,
+            "stop_name": [f"Stop {s}" for s in served],
+            "stop_lat": lonlat.y.map("{:.7f}".format).to_numpy(),
+            "stop_lon": lonlat.x.map("{:.7f}".format).to_numpy(),
+        }
+    )
+
+
+def _pattern_tables(
+    p: _Pattern, metric: object, options: TraceGTFSOptions
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, float, float, float]]:
+    """One pattern's stop_times and shape rows, and its frequencies row (trip, start s, end s, headway s)."""
+    local = pd.to_datetime(np.sort(p.starts_s), unit="s", utc=True).tz_convert(options.service.timezone)
+    day_s = (local - local.normalize()).total_seconds().to_numpy()
+    headway = float(np.median(np.diff(day_s))) if len(day_s) > 1 else options.default_headway_min * 60
+    headway = max(headway, 60.0)
+    clock = format_gtfs_time(day_s[0] + p.offsets_s)
+    stop_times = pd.DataFrame(
+        {
+            "trip_id": p.trip_id,
+            "arrival_time": clock,
+            "departure_time": clock,
+            "stop_id": p.stop_ids,
+            "stop_sequence": [str(i) for i in range(len(p.stop_ids))],
+            "timepoint": "0",
+        }
+    )
+    xy = gpd.GeoSeries([p.shape], crs=metric).to_crs(WGS84).get_coordinates()
+    shape = pd.DataFrame(
+        {
+            "shape_id": p.trip_id,
+            "shape_pt_lat": xy["y"].map("{:.7f}".format).to_numpy(),
+            "shape_pt_lon": xy["x"].map("{:.7f}".format).to_numpy(),
+            "shape_pt_sequence": [str(i) for i in range(len(xy))],
+        }
+    )
+    end = day_s[-1] + 60 if len(day_s) > 1 else day_s[0] + headway  # last observed departure included
+    return stop_times, shape, (p.trip_id, day_s[0], end, headway)
+
+
 def _tables(
     patterns: list[_Pattern], runs: pd.DataFrame, stops: pd.DataFrame, metric: object, options: TraceGTFSOptions
 ) -> dict[str, pd.DataFrame]:
-    tz = options.service.timezone
     route_ids = sorted({p.route_id for p in patterns})
     agency, agency_ids = agency_table(pd.Series([options.service.agency_name] * len(route_ids)), options.service)
     routes = pd.DataFrame(
@@ -294,56 +337,15 @@ def _tables(
             "shape_id": [p.trip_id for p in patterns],
         }
     )
-    served = sorted({s for p in patterns for s in p.stop_ids})
-    lonlat = gpd.GeoSeries(gpd.points_from_xy(stops.loc[served, "x"], stops.loc[served, "y"]), crs=metric).to_crs(WGS84)
-    stop_table = pd.DataFrame(
-        {
-            "stop_id": served,
-            "stop_name": [f"Stop {s}" for s in served],
-            "stop_lat": lonlat.y.map("{:.7f}".format).to_numpy(),
-            "stop_lon": lonlat.x.map("{:.7f}".format).to_numpy(),
-        }
-    )
-    rows, shapes, freqs = [], [], []
-    for p in patterns:
-        local = pd.to_datetime(np.sort(p.starts_s), unit="s", utc=True).tz_convert(tz)
-        day_s = (local - local.normalize()).total_seconds().to_numpy()
-        headway = float(np.median(np.diff(day_s))) if len(day_s) > 1 else options.default_headway_min * 60
-        headway = max(headway, 60.0)
-        clock = format_gtfs_time(day_s[0] + p.offsets_s)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "trip_id": p.trip_id,
-                    "arrival_time": clock,
-                    "departure_time": clock,
-                    "stop_id": p.stop_ids,
-                    "stop_sequence": [str(i) for i in range(len(p.stop_ids))],
-                    "timepoint": "0",
-                }
-            )
-        )
-        xy = gpd.GeoSeries([p.shape], crs=metric).to_crs(WGS84).get_coordinates()
-        shapes.append(
-            pd.DataFrame(
-                {
-                    "shape_id": p.trip_id,
-                    "shape_pt_lat": xy["y"].map("{:.7f}".format).to_numpy(),
-                    "shape_pt_lon": xy["x"].map("{:.7f}".format).to_numpy(),
-                    "shape_pt_sequence": [str(i) for i in range(len(xy))],
-                }
-            )
-        )
-        end = day_s[-1] + 60 if len(day_s) > 1 else day_s[0] + headway  # last observed departure included
-        freqs.append((p.trip_id, day_s[0], end, headway))
-    fr = pd.DataFrame(freqs, columns=["trip_id", "start", "end", "headway"])
+    per_pattern = [_pattern_tables(p, metric, options) for p in patterns]
+    freqs = pd.DataFrame([f for _, _, f in per_pattern], columns=["trip_id", "start", "end", "headway"])
     return {
         "agency": agency,
         "routes": routes,
         "trips": trips,
-        "stops": stop_table,
-        "stop_times": pd.concat(rows, ignore_index=True),
-        "frequencies": frequencies_table(fr),
-        "shapes": pd.concat(shapes, ignore_index=True),
+        "stops": _stop_table(sorted({s for p in patterns for s in p.stop_ids}), stops, metric),
+        "stop_times": pd.concat([t for t, _, _ in per_pattern], ignore_index=True),
+        "frequencies": frequencies_table(freqs),
+        "shapes": pd.concat([sh for _, sh, _ in per_pattern], ignore_index=True),
         **service_tables(options.service, publisher=options.service.agency_name),
     }
