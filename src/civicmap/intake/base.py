@@ -37,6 +37,7 @@ __all__ = [
     "IntakeLimits",
     "IntakeStore",
     "ModerationChange",
+    "NearbySubmission",
     "NewSubmission",
     "PutResult",
     "Role",
@@ -194,6 +195,16 @@ class SubmissionRecord:
     def is_current(self) -> bool:
         """True unless an edit from the field replaced this version."""
         return self.superseded_by is None
+
+
+@dataclass(frozen=True)
+class NearbySubmission:
+    """What the duplicate search needs of an earlier submission: its id, point (lon/lat degrees) and time."""
+
+    instance_id: str
+    lon: float
+    lat: float
+    submitted_at: str
 
 
 @dataclass(frozen=True)
@@ -431,7 +442,7 @@ class IntakeStore(Protocol):
         """Every version of the submission ``instance_id`` belongs to, oldest first (NotFoundError if absent)."""
         ...
 
-    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
+    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[NearbySubmission]:
         """Current submissions of ``form_id`` since ``since`` whose point lies in ``bbox`` (duplicate candidates)."""
         ...
 

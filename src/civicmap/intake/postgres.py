@@ -52,6 +52,7 @@ from civicmap.intake.base import (
     AttachmentRecord,
     AuditEntry,
     FormRecord,
+    NearbySubmission,
     NewSubmission,
     PutResult,
     StagedAttachment,
@@ -346,15 +347,15 @@ class PostgresIntakeStore:
             raise NotFoundError(f"no submission with instanceID {instance_id!r}")
         return found
 
-    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
+    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[NearbySubmission]:
         """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
         query = self._sql(
-            f"SELECT {pg.SUB_COLUMNS} FROM {{submissions}} WHERE form_id = %s AND submitted_at >= %s "
+            "SELECT instance_id, lon, lat, submitted_at FROM {submissions} WHERE form_id = %s AND submitted_at >= %s "
             "AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s AND category IS NOT DISTINCT FROM %s "
             "AND superseded_by IS NULL ORDER BY id"
         )
         args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
-        return [pg.submission_record(r) for r in self._query(query, args)]
+        return [NearbySubmission(**r) for r in self._query(query, args)]
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:
         """The attachments of one submission, by name."""

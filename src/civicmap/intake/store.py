@@ -35,6 +35,7 @@ from civicmap.intake.base import (
     AttachmentRecord,
     AuditEntry,
     FormRecord,
+    NearbySubmission,
     NewSubmission,
     PutResult,
     StagedAttachment,
@@ -251,14 +252,14 @@ class SQLiteIntakeStore:
             raise NotFoundError(f"no submission with instanceID {instance_id!r}")
         return found
 
-    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[SubmissionRecord]:
+    def recent_near(self, form_id: str, *, since: str, bbox: BBox, category: str | None) -> list[NearbySubmission]:
         """Submissions of ``form_id`` since ``since`` with their point in ``bbox`` (lon/lat) and this category."""
         sql = (
-            f"SELECT {db.SUB_COLUMNS} FROM submissions WHERE form_id = ? AND submitted_at >= ? "
+            "SELECT instance_id, lon, lat, submitted_at FROM submissions WHERE form_id = ? AND submitted_at >= ? "
             "AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND category IS ? AND superseded_by IS NULL ORDER BY id"
         )
         args = (form_id, since, bbox.west, bbox.east, bbox.south, bbox.north, category)
-        return [db.submission_record(r) for r in self._con().execute(sql, args)]
+        return [NearbySubmission(**dict(r)) for r in self._con().execute(sql, args)]
 
     def attachments(self, instance_id: str) -> list[AttachmentRecord]:
         """The attachments of one submission, by name."""
