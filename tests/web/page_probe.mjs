@@ -1,9 +1,13 @@
 // Open one page in headless Chromium (playwright-core from web/node_modules, the system's
 // chromium), wait until document.body.dataset.ready is set, take a screenshot and print JSON:
-// {ready, dataset, texts: {selector: innerText}, console, offsite, pageErrors}.
+// {ready, dataset, texts: {selector: innerText}, values, console, offsite, pageErrors}.
 // Requests to any other origin are aborted and listed in "offsite" (nothing may load from a CDN).
 // Optional steps run after "ready", from env CIVICMAP_PROBE_STEPS (JSON list), each one of
-// {fill, value} {check} {click} {wait: selector, state} {offline: bool} {file, name, mimeType, base64}.
+// {fill, value} {check} {click} {wait: selector, state} {offline: bool} {file, name, mimeType, base64}
+// {clickAt: selector, x, y} (a click at that offset in CSS pixels from the element's top-left corner)
+// {key: name, on: selector} (press a key, focused on the element) {read: selector, as} (an input's value
+// at that moment, kept in "values" under `as`, default the selector) {shot: name} (a screenshot next to SCREENSHOT.png,
+// named SCREENSHOT-name.png).
 // (Selectors, not JS strings: the pages' CSP forbids eval, so string predicates would fail.)
 //
 //   node tests/web/page_probe.mjs URL SCREENSHOT.png TIMEOUT_MS SELECTOR...
@@ -23,6 +27,10 @@ async function runStep(page, step) {
   if ("fill" in step) await page.fill(step.fill, String(step.value));
   else if ("check" in step) await page.check(step.check);
   else if ("click" in step) await page.click(step.click);
+  else if ("clickAt" in step) await page.click(step.clickAt, { position: { x: Number(step.x), y: Number(step.y) } });
+  else if ("key" in step) await page.press(step.on, step.key);
+  else if ("read" in step) out.values[step.as || step.read] = await page.inputValue(step.read);
+  else if ("shot" in step) await page.screenshot({ path: screenshot.replace(/\.png$/, `-${step.shot}.png`) });
   else if ("wait" in step) await page.waitForSelector(step.wait, { state: step.state || "attached", timeout });
   else if ("offline" in step) await context.setOffline(Boolean(step.offline));
   else if ("file" in step) {
@@ -48,7 +56,7 @@ const browser = await chromium.launch({
   ],
 });
 let context;
-const out = { ready: null, dataset: {}, texts: {}, console: [], offsite: [], pageErrors: [] };
+const out = { ready: null, dataset: {}, texts: {}, values: {}, console: [], offsite: [], pageErrors: [] };
 try {
   context = await browser.newContext({ viewport: { width: 1280, height: 800 }, serviceWorkers: "allow" });
   const page = await context.newPage();

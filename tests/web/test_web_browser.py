@@ -291,3 +291,83 @@ def test_offline_notebook_map_draws_without_any_network(demo_build, chromium, tm
     )
     assert (tmp_path / "offline.png").stat().st_size > 50_000  # drawn shapes; a blank page is a few kB
     shutil.copy(tmp_path / "offline.png", Path(os.environ.get("CIVICMAP_SCREENSHOT_DIR", tmp_path)) / "offline_map.png")
+
+
+def _inside(bounds: list[float], lon: float, lat: float) -> bool:
+    return bounds[0] <= lon <= bounds[2] and bounds[1] <= lat <= bounds[3]
+
+
+def test_form_location_picked_on_the_map_is_submitted(served, tmp_path):
+    """Pick on map: the service's own tiles, a click fills lat/lon (6 decimals), the submission carries it."""
+    served["received"].clear()
+    entries = httpx.get(f"{served['base']}/layers").json()
+    first = next(e["bounds"] for e in entries if e.get("bounds"))
+    steps = [
+        {"click": "#pick"},
+        {"wait": "#pick-map[data-state=ready]"},
+        {"key": "Enter", "on": "#pick-map canvas"},  # keyboard: the point under the map's centre
+        {"read": "#lat", "as": "centre_lat"},
+        {"read": "#lon", "as": "centre_lon"},
+        {"clickAt": "#pick-map canvas", "x": 150, "y": 120},
+        {"wait": "#location[data-source=map]"},
+        {"shot": "map"},
+        {"read": "#lat"},
+        {"read": "#lon"},
+        {"key": "Escape", "on": "#pick-map canvas"},
+        {"wait": "#pick-box", "state": "hidden"},
+        {"check": "input[name=wall_material][value=fired_brick]"},
+        {"fill": "#f-storeys", "value": "1"},
+        {"fill": "#f-occupants", "value": "4"},
+        {"check": "input[name=flood_experience][value=no]"},
+        {"fill": "#f-respondent_name", "value": "picked on the map"},
+        {"click": "#submit"},
+        {"wait": "#queue li.sent"},
+    ]
+    url = f"{served['base']}/form/?form={FORM_ID}"
+    result = probe(url, tmp_path / "pick.png", "#gps-status", "#queue", steps=steps)
+    assert "stepError" not in result, result
+    assert result["pageErrors"] == [] and result["offsite"] == [] and not _csp_violations(result), result
+    lat_text, lon_text = result["values"]["#lat"], result["values"]["#lon"]
+    assert re.fullmatch(r"-?\d+\.\d{6}", lat_text) and re.fullmatch(r"-?\d+\.\d{6}", lon_text), result["values"]
+    lat, lon = float(lat_text), float(lon_text)
+    assert _inside(first, lon, lat), (lon, lat, [(e["id"], e["bounds"]) for e in entries])
+    centre = ((first[0] + first[2]) / 2, (first[1] + first[3]) / 2)
+    assert (float(result["values"]["centre_lon"]), float(result["values"]["centre_lat"])) == pytest.approx(
+        centre, abs=2e-5
+    )
+    # the click was left of and above the centre of the map, which was fitted to those bounds
+    assert lon < centre[0] - 0.001 and lat > centre[1] + 0.001
+    assert "receipt" in result["texts"]["#queue"]
+    # the orthophoto, buildings and roads drawn under the marker; a blank map is a few kB
+    assert (tmp_path / "pick-map.png").stat().st_size > 100_000
+    shutil.copy(tmp_path / "pick-map.png", Path(os.environ.get("CIVICMAP_SCREENSHOT_DIR", tmp_path)) / "form_pick.png")
+    if not served["fixture_intake"]:
+        store = served["ws"].intake.store
+        (mine,) = [
+            r for r in store.submissions(form_id=FORM_ID) if r.answers.get("respondent_name") == "picked on the map"
+        ]
+        assert (mine.lon, mine.lat) == pytest.approx((lon, lat), abs=1e-9)
+        # ODK text, latitude first; altitude and accuracy 0 as ODK Collect records a point placed on a map
+        assert [float(v) for v in mine.answers["building"].split()] == [lat, lon, 0, 0]
+        return
+    (doc,) = served["received"]
+    assert [float(v) for v in doc["location"].split()] == [lat, lon, 0, 0]
+    assert doc["answers"]["respondent_name"] == "picked on the map"
+
+
+def test_form_pick_on_map_without_the_map_keeps_typing(served, tmp_path):
+    """Offline (no tiles, no MapLibre): a clear message, the picker closes, typed coordinates still work."""
+    steps = [
+        {"offline": True},
+        {"click": "#pick"},
+        {"wait": "#pick-box", "state": "hidden"},
+        {"fill": "#lat", "value": "-6.8150"},
+        {"read": "#lat"},
+    ]
+    url = f"{served['base']}/form/?form={FORM_ID}"
+    result = probe(url, tmp_path / "nomap.png", "#gps-status", steps=steps)
+    assert "stepError" not in result, result
+    assert result["pageErrors"] == [], result
+    assert "The map cannot be shown" in result["texts"]["#gps-status"]
+    assert "type the coordinates" in result["texts"]["#gps-status"]
+    assert result["values"]["#lat"] == "-6.8150"

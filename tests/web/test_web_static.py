@@ -143,3 +143,13 @@ def test_summaries_route(client):
         assert r.status_code == 404, missing
         assert "risk_summary, transit_summary" in r.json()["description"]
     assert client.get("/summaries/risk_summary?x=1").status_code == 400
+
+
+def test_the_form_shell_cached_offline_holds_every_module_the_form_imports():
+    """The service worker caches the form's static imports: a second visit without network still opens it."""
+    form = WEB / "form"
+    imported = set(re.findall(r"""^import [^;]+ from ["']\./([\w.-]+)["']""", (form / "form.js").read_text(), re.M))
+    shell = re.search(r"const SHELL = \[([^\]]+)\]", (form / "sw.js").read_text())
+    assert shell and imported, "form.js imports or sw.js SHELL not found"
+    cached = set(re.findall(r'"([^"]+)"', shell.group(1)))
+    assert imported <= cached and {"index.html", "form.js", "form.css"} <= cached, imported - cached

@@ -1,6 +1,7 @@
 // The survey form: rendered from GET /forms/{form_id}/schema.json, works offline (service
 // worker for the page, IndexedDB outbox for the answers). Labels and values from the schema
 // are written with textContent only.
+import { openPicker } from "./pick.js";
 import { allItems, deleteItem, flush, newInstanceId, putItem } from "./queue.js";
 
 const BASE = new URL("..", window.location.href).href.replace(/\/$/, "");
@@ -11,6 +12,8 @@ const PHOTO_TYPES = new Set(["image", "photo"]);
 
 const $ = (id) => document.getElementById(id);
 let schema = null;
+let picker = null; // the open "Pick on map" map: {close}, or null
+let pickToken = 0; // bumped on every open/close, so a map that finishes loading after "close" is dropped
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -185,10 +188,18 @@ function collectAnswers() {
   return answers;
 }
 
+// How the coordinates were obtained: "typed", "gps" or "map" (kept on #location as data-source).
+function setSource(source) {
+  $("location").dataset.source = source;
+}
+
+// GeoJSON Point (lon, lat); a point placed on the map goes as ODK geopoint text
+// "lat lon 0 0": ODK Collect's placement-map records altitude and accuracy 0 for a placed point.
 function location() {
   const lat = parseFloat($("lat").value);
   const lon = parseFloat($("lon").value);
   if (!Number.isFinite(lat) || !Number.isFinite(lon)) return null;
+  if ($("location").dataset.source === "map") return `${lat} ${lon} 0 0`;
   return { type: "Point", coordinates: [lon, lat] };
 }
 
@@ -201,7 +212,7 @@ function problems() {
       if (!found.includes(name)) found.push(`${name}: ${input.validationMessage}`);
     }
   }
-  if (!$("location").hidden && $("location").classList.contains("required") && !location()) found.push("Location: use the GPS button or type latitude and longitude");
+  if (!$("location").hidden && $("location").classList.contains("required") && !location()) found.push("Location: use the GPS button, pick it on the map or type latitude and longitude");
   return found;
 }
 
@@ -225,11 +236,72 @@ async function onSubmit(event) {
     next_try_at: 0,
   };
   await putItem(item);
+  closePick();
   $("survey").reset();
+  setSource("typed");
   $("photo-preview").hidden = true;
   applyRelevance();
   showMessage("Saved on this device. It is sent as soon as the server can be reached.");
   await sendNow(true);
+}
+
+// ---- pick on map -------------------------------------------------------------------------
+function onPick([lon, lat]) {
+  $("lat").value = lat.toFixed(6);
+  $("lon").value = lon.toFixed(6);
+  setSource("map");
+  $("gps-status").textContent = `Location set on the map: ${lat.toFixed(6)}, ${lon.toFixed(6)}.`;
+}
+
+function closePick() {
+  pickToken += 1;
+  if (picker) picker.close();
+  picker = null;
+  $("pick-map").replaceChildren();
+  delete $("pick-map").dataset.state;
+  $("pick-box").hidden = true;
+  $("pick").setAttribute("aria-expanded", "false");
+}
+
+async function openPick() {
+  if (!$("pick-box").hidden) return;
+  const token = ++pickToken;
+  $("pick-box").hidden = false;
+  $("pick").setAttribute("aria-expanded", "true");
+  $("pick-map").dataset.state = "loading";
+  $("gps-status").textContent = "Loading the map…";
+  const lat = parseFloat($("lat").value);
+  const lon = parseFloat($("lon").value);
+  const point = Math.abs(lat) <= 90 && Math.abs(lon) <= 180 ? [lon, lat] : null; // NaN compares false
+  const onStatus = (text) => ($("gps-status").textContent = text);
+  try {
+    const opened = await openPicker($("pick-map"), { base: BASE, point, onPick, onStatus });
+    if (token !== pickToken) return opened.close(); // closed while loading
+    picker = opened;
+    $("pick-map").dataset.state = "ready";
+    $("pick-map").querySelector("canvas")?.focus();
+  } catch (error) {
+    if (token !== pickToken) return;
+    console.warn("pick on map:", error);
+    closePick();
+    $("gps-status").textContent = `The map cannot be shown (${error.message}); perhaps this device is offline. Use the GPS button or type the coordinates.`;
+  }
+}
+
+function wirePick() {
+  $("pick").addEventListener("click", openPick);
+  $("pick-close").addEventListener("click", () => {
+    closePick();
+    $("pick").focus();
+  });
+  $("pick-box").addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    closePick();
+    $("pick").focus();
+  });
+  for (const id of ["lat", "lon"]) $(id).addEventListener("input", () => setSource("typed"));
+  setSource("typed");
 }
 
 // ---- outbox -------------------------------------------------------------------------------
@@ -296,12 +368,14 @@ function wireInputs() {
       (pos) => {
         $("lat").value = pos.coords.latitude.toFixed(7);
         $("lon").value = pos.coords.longitude.toFixed(7);
+        setSource("gps");
         $("gps-status").textContent = `Position found (± ${Math.round(pos.coords.accuracy)} m).`;
       },
       (error) => ($("gps-status").textContent = `No position (${error.message}): type the coordinates.`),
       { enableHighAccuracy: true, timeout: 30000, maximumAge: 10000 },
     );
   });
+  wirePick();
   window.addEventListener("online", () => {
     showNetwork();
     sendNow(true);

@@ -1,8 +1,9 @@
 // Service worker of the survey form (scope /form/): the app shell from the cache so the form
 // opens offline; form schemas network-first with the cached copy as fallback. Submissions
 // (POST) are never touched here: the page's IndexedDB outbox owns them.
-const CACHE = "civicmap-form-v1";
-const SHELL = ["./", "index.html", "form.js", "queue.js", "form.css"];
+const CACHE = "civicmap-form-v2";
+// pick.js is imported by form.js; the map it opens (MapLibre GL, tiles) is online-only on purpose
+const SHELL = ["./", "index.html", "form.js", "queue.js", "pick.js", "form.css"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
