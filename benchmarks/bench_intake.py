@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from _servers import free_port, start_process
 
 from civicmap.cli import DEMO_PROJECT
 from civicmap.intake import open_intake, publish_form
@@ -103,23 +102,14 @@ def load(port: int, seconds: float, clients: int = CLIENTS) -> Load:
 
 
 def _serve(project: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     code = (
         f"from civicmap.serve import run; "
         f"run({str(project)!r}, host='127.0.0.1', port={port}, log_level='warning', workers={workers})"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                load(port, 1.0)  # warm every worker up (imports, first connections)
-                return proc, port
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start in 60 s")
+    proc, _ = start_process([sys.executable, "-c", code], port, what="civicmap serve")
+    load(port, 1.0)  # warm every worker up (imports, first connections)
+    return proc, port
 
 
 def tree_cpu_s(pid: int) -> float:

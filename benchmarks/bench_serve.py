@@ -22,7 +22,6 @@ import asyncio
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import httpx
 import numpy as np
 import uvicorn
 from _readme import write_section
+from _servers import free_port, start_process
 
 from civicmap.cli import DEMO_PROJECT
 from civicmap.config import read_project_config
@@ -60,25 +60,9 @@ def build_demo(folder: Path) -> Path:
     return store.path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(store_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    cmd = [sys.executable, __file__, "--serve", str(store_path), str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the service did not start")
+    return start_process([sys.executable, __file__, "--serve", str(store_path), str(port)], port, what="the service")
 
 
 async def load(

@@ -50,7 +50,7 @@ import psycopg
 import shapely
 import uvicorn
 from _readme import write_section
-from bench_serve import free_port
+from _servers import free_port, start_process, stop
 from bench_tiles import CENTRE_M, footprints
 from psycopg import sql
 
@@ -97,27 +97,7 @@ def serve_tipg(port: int) -> None:
 def start(args: list[str], health: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start this script as a server child (``args`` + a free port); wait until ``health`` answers 200."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, *args, str(port)], stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})}
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}{health}", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"server {args[0]} did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
+    return start_process([sys.executable, __file__, *args, str(port)], port, health=health, env=env, what=args[0])
 
 
 def tile_list(box_km: float) -> list[TileXYZ]:

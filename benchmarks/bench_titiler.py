@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -41,7 +40,8 @@ import rasterio
 import rasterio.warp
 import uvicorn
 from _readme import write_section
-from bench_serve import free_port, load, start_server
+from _servers import free_port, start_process, stop
+from bench_serve import load, start_server
 from bench_tiles import dem_cog
 from fastapi import FastAPI
 from rasterio.enums import ColorInterp
@@ -77,25 +77,7 @@ def serve_titiler(port: int) -> None:
 
 def start_titiler() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-titiler", str(port)], stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError("TiTiler did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
+    return start_process([sys.executable, __file__, "--serve-titiler", str(port)], port, what="TiTiler")
 
 
 def build_store(folder: Path) -> tuple[Path, Path, tuple[float, float]]:
