@@ -49,6 +49,8 @@ __all__ = [
     "edit_check",
     "edit_duplicate",
     "moderation_change",
+    "put_audit",
+    "put_result",
     "receipt_for",
     "resubmission_check",
     "utc_now",
@@ -319,6 +321,27 @@ class PutResult:
     attachments: tuple[AttachmentRecord, ...]
     added_attachments: tuple[str, ...] = ()
     superseded: SubmissionRecord | None = None
+
+
+def put_audit(
+    new: NewSubmission, old: SubmissionRecord | None, *, created: bool, carried: Sequence[str], added: Sequence[str]
+) -> tuple[str, dict[str, Any]] | None:
+    """The audit line (action, after) that storing ``new`` writes, or None (an identical retry adding nothing)."""
+    if created:
+        after = {"source": new.source} | ({"deprecated_id": old.instance_id, "carried": list(carried)} if old else {})
+        return ("edit" if old else "submit"), after
+    if added:
+        return "add_attachments", {"names": list(added)}
+    return None
+
+
+def put_result(
+    store: IntakeStore, new: NewSubmission, old: SubmissionRecord | None, *, created: bool, added: Sequence[str]
+) -> PutResult:
+    """What :meth:`IntakeStore.put_submission` returns, read back after the commit."""
+    superseded = store.submission(old.instance_id) if old is not None and created else None
+    attachments = tuple(store.attachments(new.instance_id))
+    return PutResult(store.submission(new.instance_id), created, attachments, tuple(added), superseded)
 
 
 @dataclass(frozen=True)

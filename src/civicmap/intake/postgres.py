@@ -62,6 +62,8 @@ from civicmap.intake.base import (
     edit_check,
     edit_duplicate,
     moderation_change,
+    put_audit,
+    put_result,
     receipt_for,
     resubmission_check,
     utc_now,
@@ -222,20 +224,11 @@ class PostgresIntakeStore:
                 ).fetchone()
                 resubmission_check(stored or {"content_hash": None, "form_id": None, "deprecated_id": None}, new)
             added = [a.name for a in attachments if self._insert_attachment(con, new.instance_id, a)]
-            if created:
-                carried = self._supersede(con, old, new, attachments) if old is not None else []
-                after = {"source": new.source} | ({"deprecated_id": old.instance_id, "carried": carried} if old else {})
-                self._audit(con, new.submitter, "edit" if old else "submit", new.instance_id, None, None, after)
-            elif added:
-                self._audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
-        superseded = self.submission(old.instance_id) if old is not None and created else None
-        return PutResult(
-            self.submission(new.instance_id),
-            created,
-            tuple(self.attachments(new.instance_id)),
-            tuple(added),
-            superseded,
-        )
+            carried = self._supersede(con, old, new, attachments) if old is not None and created else []
+            line = put_audit(new, old, created=created, carried=carried, added=added)
+            if line is not None:
+                self._audit(con, new.submitter, line[0], new.instance_id, None, None, line[1])
+        return put_result(self, new, old, created=created, added=added)
 
     def _replaced(self, con: psycopg.Connection[dict[str, Any]], new: NewSubmission) -> SubmissionRecord | None:
         """The version an edit replaces, locked and checked by :func:`edit_check`; None for a first version."""

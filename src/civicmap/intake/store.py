@@ -42,6 +42,8 @@ from civicmap.intake.base import (
     SubmissionRecord,
     TokenRecord,
     moderation_change,
+    put_audit,
+    put_result,
     resubmission_check,
     utc_now,
 )
@@ -197,20 +199,11 @@ class SQLiteIntakeStore:
                     raise
                 resubmission_check(row, new)
             added = [a.name for a in attachments if db.insert_attachment(con, new.instance_id, a)]
-            if created:
-                carried = db.supersede(con, old, new, attachments) if old is not None else []
-                after = {"source": new.source} | ({"deprecated_id": old.instance_id, "carried": carried} if old else {})
-                db.audit(con, new.submitter, "edit" if old else "submit", new.instance_id, None, None, after)
-            elif added:
-                db.audit(con, new.submitter, "add_attachments", new.instance_id, None, None, {"names": added})
-        superseded = self.submission(old.instance_id) if old is not None and created else None
-        return PutResult(
-            self.submission(new.instance_id),
-            created,
-            tuple(self.attachments(new.instance_id)),
-            tuple(added),
-            superseded,
-        )
+            carried = db.supersede(con, old, new, attachments) if old is not None and created else []
+            line = put_audit(new, old, created=created, carried=carried, added=added)
+            if line is not None:
+                db.audit(con, new.submitter, line[0], new.instance_id, None, None, line[1])
+        return put_result(self, new, old, created=created, added=added)
 
     def submission(self, instance_id: str) -> SubmissionRecord:
         """One submission by instanceID."""

@@ -59,7 +59,7 @@ from civicmap.intake.base import (
 )
 from civicmap.intake.forms import form_schema
 from civicmap.sources._survey_formats import flatten_instance, local_name
-from civicmap.sources.survey import FormSchema, validate_submissions
+from civicmap.sources.survey import FormSchema, flat_answers, validate_submissions
 from civicmap.types import BBox, RowError
 
 __all__ = ["FormKey", "Incoming", "Pending", "parse_json_submission", "parse_openrosa_xml", "submit", "submit_many"]
@@ -101,7 +101,7 @@ def parse_json_submission(form_id: str, payload: Any, *, idempotency_key: str | 
     return Incoming(
         form_id=form_id,
         instance_id=_check_instance_id(instance_id),
-        answers=_flatten(answers),
+        answers=flat_answers(answers),
         version=None if payload.get("version") is None else str(payload["version"]),
         location=payload.get("location"),
         source="json",
@@ -143,16 +143,6 @@ def _check_instance_id(value: Any) -> str:
             "Idempotency-Key header; at most 128 letters, digits and ':._-'"
         )
     return value
-
-
-def _flatten(answers: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in answers.items():
-        if isinstance(value, Mapping):
-            out |= _flatten(value, f"{prefix}{key}/")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def location_to_odk(location: Any) -> str:

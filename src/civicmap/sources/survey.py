@@ -77,6 +77,7 @@ __all__ = [
     "FormField",
     "FormSchema",
     "Submissions",
+    "flat_answers",
     "read_form",
     "read_submissions",
     "validate_submission",
@@ -201,7 +202,7 @@ def validate_submissions(
     """
     if not records:
         return []
-    flats = [_flat_answers(answers) for answers, _ in records]
+    flats = [flat_answers(answers) for answers, _ in records]
     ids = [
         instance_id or flat.get("meta/instanceID") or pd.NA
         for (_, instance_id), flat in zip(records, flats, strict=True)
@@ -274,11 +275,12 @@ def _per_record(
     return out
 
 
-def _flat_answers(answers: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+def flat_answers(answers: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    """Nested answers (groups as mappings) as one mapping of ``group/field`` keys to values."""
     out: dict[str, object] = {}
     for key, value in answers.items():
         if isinstance(value, Mapping):
-            out |= _flat_answers(value, f"{prefix}{key}/")
+            out |= flat_answers(value, f"{prefix}{key}/")
         else:
             out[f"{prefix}{key}"] = value
     return out
