@@ -16,7 +16,7 @@ import rasterio
 from pyproj import CRS
 from rasterio.warp import transform_bounds
 
-from civicmap.errors import InputError, StoreError
+from civicmap.errors import InputError, NotFoundError, StoreError
 from civicmap.types import BBox, Provenance
 
 __all__ = [
@@ -162,7 +162,22 @@ class Store(Protocol):
 
 # -- shared by the backends ------------------------------------------------------------
 class StoreBase:
-    """What every backend shares: use as a context manager; ``close`` releases what it holds."""
+    """What every backend shares: use as a context manager; ``close`` releases what it holds; raster files."""
+
+    raster_dir: Path
+
+    def raster_path(self, name: str) -> Path:
+        """Where the COG of raster ``name`` belongs: ``<raster_dir>/<name>.tif``."""
+        check_layer_name(name)
+        self.raster_dir.mkdir(parents=True, exist_ok=True)
+        return self.raster_dir / f"{name}.tif"
+
+    def _raster_entry(self, name: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+        """The catalogue entry of the COG written at :meth:`raster_path` (NotFoundError when it is not there)."""
+        path = self.raster_path(name)
+        if not path.is_file():
+            raise NotFoundError(f"raster {name!r}: no file at {path}; write it before registering")
+        return raster_entry(path, meta)
 
     def __enter__(self) -> Self:
         return self

@@ -26,7 +26,6 @@ from civicmap.store.base import (
     LayerInfo,
     LayerKind,
     StoreBase,
-    raster_entry,
     restore_index,
     storable_frame,
     vector_entry,
@@ -91,12 +90,6 @@ class GeoPackageStore(StoreBase):
         info = dict(kind="table", feature_count=len(df), meta=index_meta)
         return self._record(name, info, provenance, ())
 
-    def raster_path(self, name: str) -> Path:
-        """Where the COG of raster ``name`` belongs: ``rasters/<name>.tif`` beside the file."""
-        _check_name(name)
-        self.raster_dir.mkdir(parents=True, exist_ok=True)
-        return self.raster_dir / f"{name}.tif"
-
     def register_raster(
         self,
         name: str,
@@ -106,10 +99,7 @@ class GeoPackageStore(StoreBase):
         meta: dict[str, Any] | None = None,
     ) -> LayerInfo:
         """Record the COG already written at :meth:`raster_path` in the catalogue."""
-        path = self.raster_path(name)
-        if not path.is_file():
-            raise NotFoundError(f"raster {name!r}: no file at {path}; write it before registering")
-        info = raster_entry(path, meta)
+        info = self._raster_entry(name, meta)
         self._prepare()
         return self._record(name, info, provenance, problems)
 

@@ -49,7 +49,6 @@ from civicmap.store.base import (
     LayerInfo,
     StoreBase,
     check_layer_name,
-    raster_entry,
     restore_index,
     storable_frame,
     vector_entry,
@@ -129,12 +128,6 @@ class PostGISStore(StoreBase):
         info = dict(kind="table", feature_count=len(df), meta=index_meta)
         return self._replace(name, frame, info, provenance, ())
 
-    def raster_path(self, name: str) -> Path:
-        """Where the COG of raster ``name`` belongs: ``<raster_dir>/<name>.tif``."""
-        check_layer_name(name)
-        self.raster_dir.mkdir(parents=True, exist_ok=True)
-        return self.raster_dir / f"{name}.tif"
-
     def register_raster(
         self,
         name: str,
@@ -144,10 +137,7 @@ class PostGISStore(StoreBase):
         meta: dict[str, Any] | None = None,
     ) -> LayerInfo:
         """Record the COG already written at :meth:`raster_path` in the catalogue."""
-        path = self.raster_path(name)
-        if not path.is_file():
-            raise NotFoundError(f"raster {name!r}: no file at {path}; write it before registering")
-        info = raster_entry(path, meta)
+        info = self._raster_entry(name, meta)
         self._prepare()
         with self._transaction() as con:
             _lock(con, self.schema, name)
